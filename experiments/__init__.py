@@ -1,0 +1,1 @@
+"""One module per tutorial experiment: `python -m experiments.<name> --help`."""

@@ -1,0 +1,103 @@
+"""PNG plots: loss curves, image grids (torchvision.utils.make_grid), confusion matrices.
+
+matplotlib with the Agg backend: no display needed. Each function writes a file and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def loss_curve(curves: Mapping[str, Sequence[float]] | Sequence[float], path: str,
+               title: str = "training loss", xlabel: str = "step", ylabel: str = "loss",
+               logy: bool = False) -> str:
+    """Plot one curve or several named curves (e.g. {'jaxnets': ..., 'PyTorch': ...})."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 5))
+    if not isinstance(curves, Mapping):
+        curves = {"loss": curves}
+    for name, ys in curves.items():
+        ax.plot(np.arange(len(ys)), np.asarray(ys), label=name, linewidth=0.8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if len(curves) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: float = 0.0
+              ) -> np.ndarray:
+    """torchvision.utils.make_grid for NHWC arrays: tile images into one HWC image."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    n, h, w, c = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c),
+                   pad_value, dtype=images.dtype)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        y, x = r * (h + padding) + padding, k * (w + padding) + padding
+        grid[y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def image_grid(images: np.ndarray, path: str, labels: Sequence[str] | None = None,
+               nrow: int = 8, title: str | None = None) -> str:
+    """Save images (NHWC, float in [0, 1] or uint8) as one grid, with optional captions."""
+    plt = _pyplot()
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = np.clip(images, 0.0, 1.0)
+    grid = make_grid(images, nrow=nrow)
+    fig, ax = plt.subplots(figsize=(max(4, grid.shape[1] / 24), max(2, grid.shape[0] / 24)))
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
+              cmap="gray" if grid.shape[-1] == 1 else None)
+    ax.axis("off")
+    if labels is not None:
+        ax.set_title(" ".join(f"{s:5s}" for s in labels), fontsize=9, family="monospace")
+    elif title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str,
+                     title: str = "confusion matrix") -> str:
+    """Heat map of counts[true, predicted] with class names and the counts written in."""
+    plt = _pyplot()
+    cm = np.asarray(cm)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.75 * k))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticklabels(class_names)
+    thresh = cm.max() / 2 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > thresh else "black")
+    return _save(fig, path)
