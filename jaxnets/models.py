@@ -9,6 +9,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from jaxnets import layers as L
+
 
 class SeedMLP(nn.Module):
     """Seed 000's network: `relu(x @ w1) @ w2`, no biases, weights drawn with torch.randn.
@@ -25,3 +27,91 @@ class SeedMLP(nn.Module):
         w1 = self.param("w1", nn.initializers.normal(1.0), (x.shape[-1], self.hidden))
         w2 = self.param("w2", nn.initializers.normal(1.0), (self.hidden, self.classes))
         return nn.relu(x @ w1) @ w2
+
+
+# --- Seed 001/002's LeNet, seed 004's linear classifier, seed 002's two-layer net ---------------
+# (appended; these use jaxnets.layers so parameter names map 1:1 onto the tutorials' state_dicts)
+
+
+def _conv(features: int, kernel_size: int, torch_init: bool, impl: str, name: str) -> nn.Module:
+    """layers.Conv2d, passing `impl` through only where Conv2d has that field (added later)."""
+    kwargs = {"impl": impl} if "impl" in getattr(L.Conv2d, "__dataclass_fields__", {}) else {}
+    return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name, **kwargs)
+
+
+class LeNet(nn.Module):
+    """The tutorials' `Net`: conv(C->6,5) pool conv(6->16,5) pool fc 400-120-84-classes.
+
+    Input NHWC [N, 32, 32, C]: C=1 is seed 001/002's Net (61,706 parameters), C=3 the CIFAR-10
+    Net (62,006). Submodules are named `conv1 ... fc3` so `torch_io` keys are exactly the
+    tutorial's `conv1.weight ... fc3.bias`; fc1 reads the conv features in PyTorch's NCHW
+    flatten order (`flatten_nchw`) so its weight loads from a torch state_dict unchanged.
+    """
+
+    classes: int = 10
+    torch_init: bool = True
+    conv_impl: str = "lax"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = L.max_pool2d(nn.relu(_conv(6, 5, self.torch_init, self.conv_impl, "conv1")(x)), 2)
+        x = L.max_pool2d(nn.relu(_conv(16, 5, self.torch_init, self.conv_impl, "conv2")(x)), 2)
+        x = L.flatten_nchw(x)
+        x = nn.relu(L.Linear(120, torch_init=self.torch_init, name="fc1")(x))
+        x = nn.relu(L.Linear(84, torch_init=self.torch_init, name="fc2")(x))
+        return L.Linear(self.classes, torch_init=self.torch_init, name="fc3")(x)
+
+
+class LinearClassifier(nn.Module):
+    """Seed 004's model: `fc1(x.reshape(x.size(0), -1))`, 784 -> classes with a bias.
+
+    The reshape keeps the batch axis and flattens the rest, so it takes [N, 28, 28, 1] images or
+    [N, 784] rows alike (NHWC and NCHW flatten identically when C = 1).
+    """
+
+    classes: int = 10
+    torch_init: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)
+        return L.Linear(self.classes, torch_init=self.torch_init, name="fc1")(x)
+
+
+class TwoLayerRaw(nn.Module):
+    """Seed 002's module version: `relu(x @ w1) @ w2` with raw torch.randn weights, no biases.
+
+    w1 [D_in, H], w2 [H, D_out] as the seed's `torch.randn(D_in, H)` / `torch.randn(H, D_out)`.
+    """
+
+    hidden: int = 100
+    out: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        w1 = self.param("w1", nn.initializers.normal(1.0), (x.shape[-1], self.hidden))
+        w2 = self.param("w2", nn.initializers.normal(1.0), (self.hidden, self.out))
+        return nn.relu(x @ w1) @ w2
+
+
+class TwoLayerSequential(nn.Module):
+    """Seed 002's `nn.Sequential(nn.Linear(D_in, H), nn.ReLU(), nn.Linear(H, D_out))`.
+
+    Flax names the Linears `layers_0`/`layers_2` the way Sequential's state_dict says `0.weight`,
+    `2.weight` (torch_io rename: `layers_0` -> `0`).
+    """
+
+    hidden: int = 100
+    out: int = 10
+    torch_init: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = L.Linear(self.hidden, torch_init=self.torch_init, name="layers_0")(x)
+        x = nn.relu(x)
+        return L.Linear(self.out, torch_init=self.torch_init, name="layers_2")(x)
+
+
+def sequential_rename(prefix: str) -> str:
+    """torch_io rename for TwoLayerSequential: `layers_0` -> `0` (Sequential's state_dict keys)."""
+    return prefix.removeprefix("layers_")
