@@ -40,3 +40,66 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
     """torch.optim.Adam (no weight decay): same defaults as optax.adam (eps=1e-8 added after the
     square root, eps_root=0), so optax.adam is used as is."""
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+
+
+# --- torch.optim.SGD ---------------------------------------------------------------------------
+# optax.sgd(lr, momentum) keeps `trace = g + momentum * trace` from trace = 0, which equals
+# PyTorch's buffer only while dampening = 0. PyTorch's rule (torch/optim/sgd.py), per parameter:
+#   g = grad + weight_decay * p                       (L2 added to the gradient first)
+#   buf = g on the first step, else momentum * buf + (1 - dampening) * g
+#   g = g + momentum * buf if nesterov else buf
+#   p = p - lr * g
+# The first step copies g undamped: a zero-initialised trace would scale it by (1 - dampening).
+
+from jaxnets.errors import ConfigError  # imported here: this section was appended
+
+
+class TorchMomentumState(NamedTuple):
+    count: jax.Array         # steps taken; 0 means PyTorch's momentum_buffer is still None
+    buf: optax.Updates       # PyTorch's momentum_buffer
+
+
+def torch_momentum(momentum: float, dampening: float = 0.0,
+                   nesterov: bool = False) -> optax.GradientTransformation:
+    """PyTorch's SGD momentum buffer (first step buf = g, then momentum*buf + (1-dampening)*g)."""
+
+    def init(params):
+        return TorchMomentumState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        first = state.count == 0
+        buf = jax.tree.map(
+            lambda b, g: jnp.where(first, g, momentum * b + (1.0 - dampening) * g),
+            state.buf, grads)
+        if nesterov:
+            updates = jax.tree.map(lambda g, b: g + momentum * b, grads, buf)
+        else:
+            updates = buf
+        return updates, TorchMomentumState(optax.safe_int32_increment(state.count), buf)
+
+    return optax.GradientTransformation(init, update)
+
+
+def sgd(learning_rate: float | optax.Schedule, momentum: float = 0.0, dampening: float = 0.0,
+        nesterov: bool = False, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """torch.optim.SGD(lr, momentum, dampening, nesterov, weight_decay) as an optax chain.
+
+    Raises ConfigError for the settings PyTorch rejects (negative values; nesterov without
+    momentum or with dampening).
+    """
+    if not callable(learning_rate) and learning_rate < 0:
+        raise ConfigError(f"SGD learning rate must be >= 0, got {learning_rate}")
+    if momentum < 0 or weight_decay < 0:
+        raise ConfigError(f"SGD momentum and weight_decay must be >= 0, got {momentum}, "
+                          f"{weight_decay}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ConfigError("SGD nesterov momentum needs momentum > 0 and dampening = 0 "
+                          "(as in torch.optim.SGD)")
+    parts = []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    if momentum:
+        parts.append(torch_momentum(momentum, dampening, nesterov))
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)
