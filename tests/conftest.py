@@ -1,0 +1,47 @@
+"""Shared fixtures: small real data (Debian's Fashion-MNIST) and generated IDX files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """(train, test) Fashion-MNIST Datasets from the local Debian install (setup.sh installs it)."""
+    from jaxnets import data
+
+    if not os.path.isfile(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz")):
+        pytest.fail("Fashion-MNIST missing: run ./setup.sh (apt-get install dataset-fashion-mnist)")
+    return data.load("fashion_mnist", "train"), data.load("fashion_mnist", "test")
+
+
+def write_idx(path: str, array: np.ndarray, gz: bool = False) -> str:
+    """Write a uint8 array as an IDX file (optionally gzipped)."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    payload = header + array.tobytes()
+    if gz:
+        payload = gzip.compress(payload)
+    with open(path, "wb") as f:
+        f.write(payload)
+    return path
+
+
+def make_idx_dir(directory: str, n_train: int = 64, n_test: int = 32, seed: int = 0,
+                 gz: bool = False) -> str:
+    """A folder of MNIST-style IDX files with random images and labels."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte{ext}"),
+                  rng.integers(0, 256, (n, 28, 28)), gz)
+        write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{ext}"),
+                  rng.integers(0, 10, (n,)), gz)
+    return directory

@@ -1,0 +1,104 @@
+"""The one training loop: compiles once, scan == step-by-step, chunking does not change results."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnets import data, losses, optim, train
+from jaxnets.models import SeedMLP
+
+
+def _setup(n=64, tx=None, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {"image": rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+              "label": rng.integers(0, 10, n).astype(np.int32)}
+    model = SeedMLP(hidden=16)
+    params = model.init(jax.random.key(seed), jnp.zeros((1, 784)))["params"]
+    state = train.TrainState.create(model.apply, params, tx or optim.accumulating_sgd(1e-3))
+    pre = lambda x: data.divide_by_batch_max(data.flatten(x))  # noqa: E731
+    return arrays, state, train.classification_loss(model.apply, pre)
+
+
+def test_train_step_compiles_once():
+    arrays, state, loss_fn = _setup()
+    step = train.jit_train_step(loss_fn)
+    batch = {"image": arrays["image"][:8], "label": arrays["label"][:8]}
+    key = jax.random.key(0)
+    state, m1 = step(state, batch, key)
+    state, m2 = step(state, batch, key)
+    state, _ = step(state, batch, key)
+    assert step._cache_size() == 1  # a Python-int step would have compiled a second time
+    assert int(state.step) == 3 and float(m2["loss"]) != float(m1["loss"])
+
+
+def test_scan_equals_step_by_step_and_chunking_is_invisible():
+    arrays, state0, loss_fn = _setup(tx=optim.adam(1e-3))
+    sampler = data.EpochSampler(64, 10, jax.random.key(1))  # 7 batches/epoch, last one short
+    key = jax.random.key(2)
+    step = train.jit_train_step(loss_fn)
+    s, ref_losses = state0, []
+    idx, mask = sampler.indices(0, 15)
+    for t in range(15):
+        batch = {"image": arrays["image"][idx[t]], "label": arrays["label"][idx[t]],
+                 "mask": mask[t]}
+        s, m = step(s, batch, jax.random.fold_in(key, t))
+        ref_losses.append(float(m["loss"]))
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+    dev = data.to_device(arrays)
+    finals = []
+    for chunk in (15, 4):
+        st, out = train.fit(state0, run_steps, dev, sampler, 15, key, chunk_size=chunk,
+                            progress=False)
+        np.testing.assert_allclose(out["metrics"]["loss"], ref_losses, rtol=1e-6)
+        finals.append(st.params)
+    for a, b in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(finals[1])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(s.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_resumes_from_state_step():
+    arrays, state0, loss_fn = _setup()
+    sampler = data.ReplacementSampler(64, 8, jax.random.key(1))
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+    dev, key = data.to_device(arrays), jax.random.key(5)
+    full, _ = train.fit(state0, run_steps, dev, sampler, 12, key, chunk_size=12, progress=False)
+    half, _ = train.fit(state0, run_steps, dev, sampler, 5, key, chunk_size=5, progress=False)
+    resumed, out = train.fit(half, run_steps, dev, sampler, 12, key, chunk_size=7,
+                             progress=False)
+    assert int(resumed.step) == 12 and len(out["metrics"]["loss"]) == 7
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_masked_mean_is_the_short_batch_mean():
+    logits = jax.random.normal(jax.random.key(0), (6, 10))
+    labels = jnp.arange(6) % 10
+    mask = jnp.array([1, 1, 1, 1, 0, 0], bool)
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels, weights=mask),
+                               losses.cross_entropy(logits[:4], labels[:4]), rtol=1e-6)
+
+
+def test_accumulating_sgd_subtracts_the_running_sum():
+    tx = optim.accumulating_sgd(0.5)
+    params = {"w": jnp.zeros(2)}
+    state = tx.init(params)
+    u1, state = tx.update({"w": jnp.array([1.0, 2.0])}, state)
+    u2, state = tx.update({"w": jnp.array([3.0, 4.0])}, state)
+    np.testing.assert_allclose(u1["w"], [-0.5, -1.0])
+    np.testing.assert_allclose(u2["w"], [-2.0, -3.0])  # -0.5 * (g1 + g2)
+    # optax.sgd is the textbook rule (what --zero-grad uses).
+    u, _ = optax.sgd(0.5).update({"w": jnp.array([3.0, 4.0])}, optax.sgd(0.5).init(params))
+    np.testing.assert_allclose(u["w"], [-1.5, -2.0])
+
+
+def test_evaluate_pads_the_last_batch():
+    arrays, state, _ = _setup(n=25)
+    pre = lambda x: data.flatten(x).astype(jnp.float32) / 255.0  # noqa: E731
+    out = train.evaluate(state, arrays["image"], arrays["label"], pre, batch_size=10)
+    direct = state.apply_fn({"params": state.params}, pre(arrays["image"]))
+    np.testing.assert_allclose(out["logits"], direct, rtol=1e-5, atol=1e-5)
+    assert out["logits"].shape == (25, 10)
