@@ -94,24 +94,75 @@ class TwoLayerRaw(nn.Module):
         return nn.relu(x @ w1) @ w2
 
 
-class TwoLayerSequential(nn.Module):
+def two_layer_sequential(hidden: int = 100, out: int = 10, torch_init: bool = True
+                         ) -> nn.Sequential:
     """Seed 002's `nn.Sequential(nn.Linear(D_in, H), nn.ReLU(), nn.Linear(H, D_out))`.
 
-    Flax names the Linears `layers_0`/`layers_2` the way Sequential's state_dict says `0.weight`,
-    `2.weight` (torch_io rename: `layers_0` -> `0`).
+    Flax names the Linears `layers_0` / `layers_2` (their index in the list, ReLU being index 1)
+    the way Sequential's state_dict says `0.weight` / `2.weight`; `sequential_rename` maps them.
     """
-
-    hidden: int = 100
-    out: int = 10
-    torch_init: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = L.Linear(self.hidden, torch_init=self.torch_init, name="layers_0")(x)
-        x = nn.relu(x)
-        return L.Linear(self.out, torch_init=self.torch_init, name="layers_2")(x)
+    return nn.Sequential([L.Linear(hidden, torch_init=torch_init), nn.relu,
+                          L.Linear(out, torch_init=torch_init)])
 
 
 def sequential_rename(prefix: str) -> str:
     """torch_io rename for TwoLayerSequential: `layers_0` -> `0` (Sequential's state_dict keys)."""
     return prefix.removeprefix("layers_")
+
+
+# --- print(net) ----------------------------------------------------------------------------------
+
+_FUNCTION_REPRS = {nn.relu: "ReLU()", jax.nn.relu: "ReLU()", nn.sigmoid: "Sigmoid()",
+                   nn.tanh: "Tanh()"}
+
+
+def _layer_repr(module: nn.Module, in_shape: tuple[int, ...]) -> str:
+    """PyTorch's repr of one layer, from the Flax module's fields and its input shape."""
+    if isinstance(module, L.Linear):
+        return (f"Linear(in_features={in_shape[-1]}, out_features={module.features}, "
+                f"bias={module.use_bias})")
+    if isinstance(module, L.Conv2d):
+        kh, kw = L._pair(module.kernel_size)
+        sh, sw = L._pair(module.stride)
+        text = f"Conv2d({in_shape[-1]}, {module.features}, kernel_size=({kh}, {kw}), " \
+               f"stride=({sh}, {sw})"
+        ph, pw = L._pair(module.padding)
+        text += f", padding=({ph}, {pw})" if (ph, pw) != (0, 0) else ""
+        return text + (")" if module.use_bias else ", bias=False)")
+    return f"{type(module).__name__}()"
+
+
+def torch_repr(model: nn.Module, x: jax.Array, name: str | None = None) -> str:
+    """What PyTorch's `print(net)` shows for the equivalent torch module.
+
+    The model is traced abstractly on `x` (no FLOPs); each direct child layer is recorded with
+    its input shape, since Flax infers in_features / in_channels from the input. Activation
+    functions only appear for nn.Sequential (they are modules there in PyTorch, functional
+    calls inside `forward` otherwise, as in the tutorials' Net).
+    """
+    calls: list[tuple[nn.Module, tuple[int, ...]]] = []
+    depth = [0]
+
+    def record(next_fun, args, kwargs, context):
+        if context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        if depth[0] == 1:
+            calls.append((context.module, tuple(args[0].shape)))
+        depth[0] += 1
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+    lines = []
+    if isinstance(model, nn.Sequential):
+        recorded = iter(calls)
+        for i, layer in enumerate(model.layers):
+            text = (_layer_repr(*next(recorded)) if isinstance(layer, nn.Module)
+                    else _FUNCTION_REPRS.get(layer, f"{getattr(layer, '__name__', layer)}()"))
+            lines.append(f"  ({i}): {text}")
+    else:
+        lines = [f"  ({m.name}): {_layer_repr(m, shape)}" for m, shape in calls]
+    return "\n".join([f"{name or type(model).__name__}("] + lines + [")"])
