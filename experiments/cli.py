@@ -77,6 +77,27 @@ def add_data(p: argparse.ArgumentParser, datasets: Sequence[str], default: str) 
                         "known local installs, then the tensorflow-datasets cache or download")
 
 
+def add_checkpoint(p: argparse.ArgumentParser, every: int = 1000) -> None:
+    """--checkpoint-dir, --resume, --checkpoint-every, --keep-checkpoints (jaxnets.checkpoint)."""
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--checkpoint-dir", default=None,
+                   help="save orbax checkpoints (params, optimizer state, step, PRNG key, "
+                        "config) into this folder")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --checkpoint-dir (starts from "
+                        "step 0 if there is none); the result equals an uninterrupted run")
+    g.add_argument("--checkpoint-every", type=positive_int, default=every,
+                   help=f"steps between checkpoints (default {every}); the last one is always saved")
+    g.add_argument("--keep-checkpoints", type=positive_int, default=3,
+                   help="how many of the latest checkpoints to keep (default 3)")
+
+
+def checkpoint_args(args: argparse.Namespace) -> dict:
+    """The Config fields that add_checkpoint's flags set."""
+    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
+            "checkpoint_every": args.checkpoint_every, "keep_checkpoints": args.keep_checkpoints}
+
+
 def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition: for checks in Config.__post_init__."""
     if not condition:
