@@ -4,6 +4,8 @@ Everything is a pure function of float32 arrays, as in the book: the data, the l
 mean-squared loss, the finite-difference rate of change, the hand-derived gradient `grad_fn`, and
 `training_loop`, which runs all its epochs in one jitted `lax.scan` and returns the per-epoch
 history the book prints (loss before the update, params after it, the gradient used).
+`fit_optax` is the book's later loop (`optimizer.zero_grad(); loss.backward(); optimizer.step()`)
+through `jaxnets.train`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from jaxnets import train
 
 # The book's In[2]: t_c in degrees Celsius, t_u in the unknown unit of the new thermometer.
 T_C = (0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0)
@@ -115,3 +120,28 @@ def training_loop(n_epochs: int, learning_rate: float | jax.Array, params: jax.A
     params = jnp.asarray(params, jnp.float32)
     return jax.lax.scan(epoch, params, None, length=n_epochs)
 
+
+
+def fit_optax(tx: optax.GradientTransformation, n_epochs: int, params: jax.Array,
+              t_u: jax.Array, t_c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The book's optimizer loop, full batch, through the one training loop (`jaxnets.train`).
+
+    Each epoch is one `train_step` on all 11 points; the n_epochs steps run in one jitted scan
+    (`make_run_steps`, every batch the whole data set).
+
+    Returns:
+      (final params, float32[n_epochs] loss of each epoch before its step, as the book prints).
+    """
+
+    def loss_fn(params, model_state, batch, key):
+        del key  # deterministic: nothing random in this fit
+        return params_loss(params, batch["t_u"], batch["t_c"]), ({}, model_state)
+
+    state = train.TrainState.create(model, jnp.asarray(params, jnp.float32), tx)
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+    n = t_u.shape[0]
+    idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_epochs, n))
+    mask = jnp.ones((n_epochs, n), bool)
+    # The key is required by the loop's signature and unused by this loss.
+    state, metrics = run_steps(state, {"t_u": t_u, "t_c": t_c}, idx, mask, jax.random.key(0))
+    return state.params, metrics["loss"]
