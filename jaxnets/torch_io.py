@@ -137,9 +137,16 @@ def load(path: str) -> dict[str, np.ndarray]:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad file
-            raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({e})") from e
+            # torch's messages run over many lines: keep the error type, one line in all
+            raise CheckpointError(f"{path}: not a readable PyTorch state_dict "
+                                  f"({type(e).__name__}); expected a file written by "
+                                  "torch.save(model.state_dict())") from e
         if not isinstance(sd, Mapping):
             raise CheckpointError(f"{path}: holds a {type(sd).__name__}, not a state_dict")
+        nested = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+        if nested:
+            raise CheckpointError(f"{path}: entry {nested[0]!r} is not a tensor (a training "
+                                  "checkpoint?); save or pass model.state_dict() itself")
         return {k: v.detach().cpu().numpy() for k, v in sd.items()}
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
