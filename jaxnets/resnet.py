@@ -1,0 +1,204 @@
+"""ResNet18 with torchvision's architecture, initialisation and state_dict names, in Flax Linen.
+
+Layout is NHWC inside (convert a PyTorch NCHW batch with `x.transpose(0, 2, 3, 1)`). Modules
+are named as torchvision names them, with `_` where Flax names cannot hold a dot (`layer1_0`,
+`downsample_0`); `torch_rename` maps those to torchvision's keys (`layer1.0.conv1.weight`,
+`layer2.0.downsample.1.running_mean`, `fc.weight`), so `jaxnets.torch_io` exchanges
+state_dicts with `torchvision.models.resnet18()` unchanged.
+
+Where PyTorch and Flax defaults differ, PyTorch wins (each place says so):
+- BatchNorm: PyTorch's momentum 0.1 means running = 0.9 * running + 0.1 * batch (Flax's
+  `momentum` is the weight of the *old* value); the running variance takes the unbiased batch
+  variance while normalisation uses the biased one; eps 1e-5.
+- Padding: symmetric `padding=p` on each side (convs pad with zeros, max-pool with -inf).
+- Init (torchvision's `ResNet.__init__`): kaiming_normal_(mode='fan_out', nonlinearity='relu')
+  for convs (an untruncated normal), BatchNorm weight 1 / bias 0,
+  fc keeps torch.nn.Linear's default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from jaxnets import layers as L
+from jaxnets import torch_io
+from jaxnets.errors import ConfigError
+
+# kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out), fan_out =
+# out_channels * kh * kw (Flax's fan_out of an HWIO kernel is the same product). torch draws an
+# untruncated normal, which is jax's "normal" (not "truncated_normal", Flax's usual choice).
+kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+NUM_PARAMS_RESNET18 = 11_689_512  # torchvision resnet18(num_classes=1000), parameters only
+
+
+class BatchNorm2d(nn.Module):
+    """torch.nn.BatchNorm2d on NHWC: `scale`/`bias` params, `mean`/`var` in 'batch_stats'."""
+
+    momentum: float = 0.1   # PyTorch's meaning: weight of the *new* batch statistic
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        if train:
+            n = x.size // features
+            if n < 2:
+                # torch raises the same ValueError: the unbiased variance needs 2 values.
+                raise ConfigError(f"BatchNorm2d {self.name}: training mode needs more than 1 "
+                                  f"value per channel, got input shape {tuple(x.shape)}; use a "
+                                  "bigger batch or image, or train=False")
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x - mean), axes)  # biased: what normalisation uses
+            if not self.is_initializing():
+                # PyTorch: running = (1 - m) * running + m * batch, with the *unbiased* var.
+                m = self.momentum
+                running_mean.value = (1 - m) * running_mean.value + m * mean
+                running_var.value = (1 - m) * running_var.value + m * var * (n / (n - 1))
+        else:
+            mean, var = running_mean.value, running_var.value
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+class Conv(nn.Module):
+    """Bias-free torch.nn.Conv2d as ResNet uses it, with torchvision's kaiming fan_out init."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", kaiming_normal_fan_out,
+                            (k, k, x.shape[-1], self.features))
+        # layers.conv2d pads p on each side like PyTorch (not Flax's 'SAME').
+        return L.conv2d(x, kernel.astype(x.dtype), (self.stride,) * 2, (self.padding,) * 2)
+
+
+def max_pool2d(x: jax.Array, size: int, stride: int, padding: int) -> jax.Array:
+    """F.max_pool2d(x, size, stride, padding) on NHWC: pads with -inf, as PyTorch does."""
+    # nn.max_pool -> lax.reduce_window, which pads with its init value -inf (never picked).
+    return nn.max_pool(x, (size, size), strides=(stride, stride),
+                       padding=((padding, padding), (padding, padding)))
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: conv3x3-bn-relu-conv3x3-bn, plus identity or downsample."""
+
+    planes: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        identity = x
+        out = Conv(self.planes, 3, self.stride, 1, name="conv1")(x)
+        out = nn.relu(BatchNorm2d(name="bn1")(out, train))
+        out = Conv(self.planes, 3, 1, 1, name="conv2")(out)
+        out = BatchNorm2d(name="bn2")(out, train)
+        if self.stride != 1 or x.shape[-1] != self.planes:
+            # torchvision: downsample = Sequential(conv1x1(stride), BatchNorm2d) -> .0 / .1
+            identity = Conv(self.planes, 1, self.stride, 0, name="downsample_0")(x)
+            identity = BatchNorm2d(name="downsample_1")(identity, train)
+        return nn.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """torchvision.models.resnet18: NHWC images [N, H, W, 3] -> logits [N, num_classes].
+
+    `train=True` is PyTorch's `model.train()` (batch statistics, running statistics updated:
+    call with `mutable=['batch_stats']`); `train=False` is `model.eval()`. A PyTorch module
+    starts in training mode, so the tutorial's step uses `train=True`.
+    """
+
+    num_classes: int = 1000
+    layers: tuple[int, ...] = (2, 2, 2, 2)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.ndim != 4 or x.shape[-1] != 3:
+            hint = (" (that looks like NCHW: pass x.transpose(0, 2, 3, 1))"
+                    if x.ndim == 4 and x.shape[1] == 3 else "")
+            raise ConfigError(f"ResNet18 input must be NHWC images [N, H, W, 3], got shape "
+                              f"{tuple(x.shape)}{hint}")
+        x = Conv(64, 7, 2, 3, name="conv1")(x)
+        x = nn.relu(BatchNorm2d(name="bn1")(x, train))
+        x = max_pool2d(x, 3, 2, 1)
+        for i, blocks in enumerate(self.layers):
+            planes = 64 * 2**i
+            for j in range(blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                x = BasicBlock(planes, stride, name=f"layer{i + 1}_{j}")(x, train)
+        x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
+        return L.Linear(self.num_classes, name="fc")(x)  # torch.nn.Linear default init
+
+
+_INDEXED = re.compile(r"^(layer\d+|downsample)_(\d+)$")
+
+
+def torch_rename(prefix: str) -> str:
+    """Flax module path -> torchvision prefix: `layer2_0.downsample_1` -> `layer2.0.downsample.1`."""
+    return ".".join(_INDEXED.sub(r"\1.\2", part) for part in prefix.split("."))
+
+
+def init_variables(key: jax.Array, num_classes: int = 1000,
+                   image_shape: tuple[int, int, int] = (64, 64, 3)) -> dict:
+    """A fresh model's {'params', 'batch_stats'} with torchvision's initialisation."""
+    model = ResNet18(num_classes)
+    return dict(jax.jit(model.init)(key, jnp.zeros((1, *image_shape), jnp.float32)))
+
+
+def _template(num_classes: int) -> dict:
+    """Zero-filled variables of the right shapes, without running an init."""
+    shapes = jax.eval_shape(ResNet18(num_classes).init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
+
+
+def resnet18_from_state_dict(state_dict: Mapping[str, Any], num_classes: int = 1000,
+                             source: str = "state_dict") -> dict:
+    """A torchvision resnet18 state_dict -> Flax {'params', 'batch_stats'} (jnp arrays).
+
+    Raises CheckpointError (naming `source` and the key) for a missing or unexpected key or a
+    wrong shape, i.e. a file that is not a resnet18 with `num_classes` outputs.
+    """
+    variables = torch_io.from_state_dict(state_dict, _template(num_classes), torch_rename,
+                                         strict=True, source=source)
+    return jax.tree.map(jnp.asarray, variables)
+
+
+def resnet18_to_state_dict(variables: Mapping[str, Any], num_batches_tracked: int = 0
+                           ) -> dict[str, np.ndarray]:
+    """Flax {'params', 'batch_stats'} -> torchvision resnet18 state_dict (numpy, OIHW).
+
+    `num_batches_tracked` fills every BatchNorm's counter (PyTorch counts training-mode
+    forwards; with momentum 0.1 it only informs, the running statistics do not use it).
+    """
+    state_dict = torch_io.to_state_dict(variables, torch_rename)
+    for key in state_dict:
+        if key.endswith(".num_batches_tracked"):
+            state_dict[key] = np.asarray(num_batches_tracked, np.int64)
+    return state_dict
+
+
+def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
+    """The BatchNorm counter of a torchvision state_dict (0 when absent, as in old files)."""
+    return int(np.asarray(state_dict.get("bn1.num_batches_tracked", 0)))
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter tree (torch: sum(p.numel() for p in parameters()))."""
+    return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))

@@ -1,0 +1,306 @@
+"""ResNet18 parity with PyTorch: a torchvision-layout reference written here (no CPU torchvision
+exists), its random weights imported into jaxnets.resnet; logits, gradients, running statistics
+and the seed's SGD step compared; state_dict import/export both ways; bad files rejected."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+from experiments import resnet_step
+from jaxnets import resnet, torch_io
+from jaxnets.errors import CheckpointError, ConfigError
+
+# --- reference: torchvision.models.resnet18, same module names, same init --------------------
+
+class BasicBlock(tnn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(planes)
+        self.relu = tnn.ReLU(inplace=True)
+        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = tnn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class RefResNet18(tnn.Module):
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = tnn.BatchNorm2d(64)
+        self.relu = tnn.ReLU(inplace=True)
+        self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, 2)
+        self.layer2 = self._make_layer(128, 2, stride=2)
+        self.layer3 = self._make_layer(256, 2, stride=2)
+        self.layer4 = self._make_layer(512, 2, stride=2)
+        self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+        self.fc = tnn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's ResNet.__init__
+            if isinstance(m, tnn.Conv2d):
+                tnn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, tnn.BatchNorm2d):
+                tnn.init.constant_(m.weight, 1)
+                tnn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = tnn.Sequential(tnn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
+                                        tnn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return tnn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _numpy(sd) -> dict[str, np.ndarray]:
+    return {k: v.detach().clone().numpy() for k, v in sd.items()}
+
+
+def _close(ours: np.ndarray, ref: np.ndarray, rtol: float = 1e-4) -> bool:
+    """|a - b| <= rtol * (|b| + max|b|): relative, with an atol scaled to the tensor's size."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    scale = np.max(np.abs(ref)) if ref.size else 0.0
+    return ours.shape == ref.shape and bool(np.all(np.abs(ours - ref) <= rtol * (np.abs(ref) + scale)))
+
+
+def _assert_dicts_close(ours: dict, ref: dict, keys, rtol: float = 1e-4) -> None:
+    bad = [k for k in keys if not _close(ours[k], ref[k], rtol)]
+    assert not bad, f"{len(bad)} tensors differ, e.g. {bad[:5]}"
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    """The seed's step run in PyTorch on the experiment's own (--seed 0) data."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = RefResNet18()
+        with torch.no_grad():  # non-trivial BatchNorm weights and statistics: every key counts
+            for m in model.modules():
+                if isinstance(m, tnn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0.0, 0.1)
+                    m.running_mean.normal_(0.0, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+    batch = jax.device_get(resnet_step.make_batch(resnet_step.Config()))
+    x = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(np.array(batch["label"]))
+    out = {"image": batch["image"], "label": batch["label"], "sd0": _numpy(model.state_dict())}
+    path = str(tmp_path_factory.mktemp("resnet") / "ref.pth")
+    torch.save(model.state_dict(), path)
+    out["pth"] = path
+
+    model.eval()
+    with torch.no_grad():
+        out["logits_eval"] = model(x).numpy()
+    model.train()  # the seed's model: a fresh torchvision module is in training mode
+    prediction = model(x)
+    loss = (prediction - labels).sum()
+    loss.backward()
+    out["logits_train"] = prediction.detach().numpy()
+    out["loss_before"] = loss.item()
+    out["grads"] = {n: p.grad.detach().clone().numpy() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    opt.step()
+    out["sd1"] = _numpy(model.state_dict())  # post-step weights + running stats of the forward
+    with torch.no_grad():
+        out["loss_after"] = float((model(x) - labels).sum())
+    return out
+
+
+def test_state_dict_keys_shapes_and_param_count_match_torchvision():
+    template = resnet._template(1000)
+    ours = resnet.resnet18_to_state_dict(template)
+    theirs = RefResNet18().state_dict()
+    assert sorted(ours) == sorted(theirs)
+    assert {k: tuple(v.shape) for k, v in ours.items()} == \
+        {k: tuple(v.shape) for k, v in theirs.items()}
+    assert resnet.count_params(template["params"]) == resnet.NUM_PARAMS_RESNET18 == \
+        sum(p.numel() for p in RefResNet18().parameters())
+    assert resnet.torch_rename("layer2_0.downsample_1") == "layer2.0.downsample.1"
+
+
+def test_init_is_torchvision_kaiming_normal_fan_out():
+    kernel = resnet.Conv(256, 3).init(jax.random.key(1), jnp.zeros((1, 4, 4, 128)))["params"]["kernel"]
+    kernel = np.asarray(kernel)
+    std = np.sqrt(2.0 / (256 * 3 * 3))  # fan_out = out_channels * kh * kw
+    assert abs(kernel.std() / std - 1) < 0.02 and abs(kernel.mean()) < 0.02 * std
+    assert np.abs(kernel).max() > 4 * std  # untruncated, as torch's normal_ (not cut at 2 std)
+    bn = resnet.BatchNorm2d().init(jax.random.key(2), jnp.zeros((2, 3, 3, 5)))
+    assert np.all(np.asarray(bn["params"]["scale"]) == 1) and not np.any(bn["params"]["bias"])
+    assert np.all(np.asarray(bn["batch_stats"]["var"]) == 1) and not np.any(bn["batch_stats"]["mean"])
+
+
+def test_batchnorm_matches_torch_momentum_and_unbiased_running_var():
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(2.0, 3.0, (4, 5, 5, 3)).astype(np.float32) for _ in range(2)]
+    tbn = tnn.BatchNorm2d(3)
+    with torch.no_grad():
+        tbn.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+        tbn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    bn = resnet.BatchNorm2d()
+    variables = bn.init(jax.random.key(0), xs[0])
+    variables = {"params": {"scale": jnp.array([0.5, 1.0, 2.0]), "bias": jnp.array([0.1, -0.2, 0.3])},
+                 "batch_stats": variables["batch_stats"]}
+    for x in xs:  # two training steps: the running statistics compound as in PyTorch
+        y, new = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+        variables = {**variables, **new}
+        ty = tbn(torch.from_numpy(x.transpose(0, 3, 1, 2))).detach().numpy().transpose(0, 2, 3, 1)
+        np.testing.assert_allclose(y, ty, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(variables["batch_stats"]["mean"], tbn.running_mean, rtol=1e-5)
+    np.testing.assert_allclose(variables["batch_stats"]["var"], tbn.running_var, rtol=1e-5)
+    tbn.eval()
+    ty = tbn(torch.from_numpy(xs[0].transpose(0, 3, 1, 2))).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(bn.apply(variables, xs[0]), ty, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="more than 1 value per channel"):
+        bn.apply(variables, xs[0][:1, :1, :1], train=True, mutable=["batch_stats"])
+
+
+def test_max_pool_pads_with_minus_inf_like_torch():
+    x = -np.abs(np.random.default_rng(1).normal(size=(1, 7, 7, 2))).astype(np.float32) - 1.0
+    ours = np.asarray(resnet.max_pool2d(jnp.asarray(x), 3, 2, 1))
+    theirs = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 3, 2, 1).numpy()
+    np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))
+
+
+def test_logits_grads_and_running_stats_match_pytorch(ref):
+    variables = resnet.resnet18_from_state_dict(torch_io.load(ref["pth"]), source=ref["pth"])
+    model = resnet.ResNet18()
+
+    @jax.jit
+    def forward_and_grads(variables, x, labels):
+        def loss_fn(params):
+            logits, new = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                      x, train=True, mutable=["batch_stats"])
+            return jnp.sum(logits - labels), (logits, new)
+
+        (loss, (logits, new)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            variables["params"])
+        return loss, logits, new, grads, model.apply(variables, x, train=False)
+
+    loss, logits, new_stats, grads, logits_eval = forward_and_grads(
+        variables, ref["image"], ref["label"])
+    np.testing.assert_allclose(logits, ref["logits_train"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(logits_eval, ref["logits_eval"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(float(loss), ref["loss_before"], rtol=1e-5)
+    ours = resnet.resnet18_to_state_dict({"params": grads, **new_stats})
+    _assert_dicts_close(ours, ref["grads"], ref["grads"])
+    stats = [k for k in ref["sd1"] if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) == 2 * 20
+    _assert_dicts_close(ours, ref["sd1"], stats, rtol=1e-5)
+
+
+def test_experiment_step_matches_pytorch_and_exports_loadable_state_dict(ref, tmp_path, capsys):
+    export = str(tmp_path / "after.safetensors")
+    rc = resnet_step.main(["--weights", ref["pth"], "--export", export,
+                           "--out", str(tmp_path), "--seed", "0"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "loss before the step" in printed and "loss after the step" in printed
+    with open(tmp_path / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["num_params"] == 11_689_512 and metrics["batchnorm_mode"] == "train"
+    np.testing.assert_allclose(metrics["loss_before"], ref["loss_before"], rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_after"], ref["loss_after"], rtol=1e-5)
+    assert metrics["loss_after"] < metrics["loss_before"]  # a descent step on this loss
+
+    from safetensors.torch import load_file
+
+    after = RefResNet18()
+    result = after.load_state_dict(load_file(export), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    moved = [k for k in ref["sd1"] if not np.array_equal(ref["sd1"][k], ref["sd0"][k])]
+    assert len(moved) > 100  # weights and running stats did change in the step
+    # the step moves conv1.weight by up to ~2 (gradients ~200): compare at the gradients' 1e-4
+    _assert_dicts_close(_numpy(after.state_dict()), ref["sd1"], ref["sd1"], rtol=1e-4)
+    assert after.bn1.num_batches_tracked.item() == 1  # one training-mode forward, as in torch
+
+
+def test_export_round_trip_into_torch_is_exact(ref, tmp_path):
+    variables = resnet.resnet18_from_state_dict(ref["sd0"])
+    path = torch_io.save(str(tmp_path / "r18.safetensors"), resnet.resnet18_to_state_dict(variables))
+    from safetensors.torch import load_file
+
+    model = RefResNet18()
+    model.load_state_dict(load_file(path), strict=True)
+    for k, v in model.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(v.numpy(), ref["sd0"][k], err_msg=k)
+
+
+def test_safetensors_import_works_without_torch(ref, tmp_path, monkeypatch):
+    path = torch_io.save(str(tmp_path / "r18.safetensors"), ref["sd0"])
+    pth = str(tmp_path / "r18.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in ref["sd0"].items()}, pth)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    variables = resnet.resnet18_from_state_dict(torch_io.load(path), source=path)
+    np.testing.assert_array_equal(
+        np.asarray(variables["params"]["layer2_0"]["downsample_0"]["kernel"]),
+        ref["sd0"]["layer2.0.downsample.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(np.asarray(variables["batch_stats"]["bn1"]["var"]),
+                                  ref["sd0"]["bn1.running_var"])
+    with pytest.raises(CheckpointError, match="needs torch"):
+        torch_io.load(pth)
+
+
+def test_mismatched_state_dicts_raise_checkpoint_error(ref):
+    lenet = {"conv1.weight": np.zeros((6, 1, 5, 5), np.float32),
+             "fc1.weight": np.zeros((120, 400), np.float32)}
+    with pytest.raises(CheckpointError, match="missing key 'bn1.bias'"):
+        resnet.resnet18_from_state_dict(lenet, source="lenet.pth")
+    wrong_shape = {**ref["sd0"], "fc.weight": np.zeros((10, 512), np.float32)}
+    with pytest.raises(CheckpointError, match=r"'fc.weight' has shape \(10, 512\)"):
+        resnet.resnet18_from_state_dict(wrong_shape)
+    extra = {**ref["sd0"], "layer5.0.conv1.weight": np.zeros((1,), np.float32)}
+    with pytest.raises(CheckpointError, match="unexpected keys"):
+        resnet.resnet18_from_state_dict(extra)
+
+
+def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    corrupt = tmp_path / "bad.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    bad_pth = tmp_path / "bad.pth"
+    bad_pth.write_bytes(b"garbage")
+    nested = str(tmp_path / "checkpoint.pth")  # a training checkpoint, not a state_dict
+    torch.save({"model": RefResNet18().state_dict(), "epoch": 3}, nested)
+    cases = [(["--weights", str(corrupt)], "corrupt or not a safetensors file"),
+             (["--weights", str(bad_pth)], "not a readable PyTorch state_dict"),
+             (["--weights", nested], "entry 'model' is not a tensor"),
+             (["--pretrained"], "downloads are impossible here"),
+             (["--export", str(tmp_path / "x.pth")], "must end in .safetensors"),
+             (["--size", "32"], "training-mode BatchNorm needs more")]
+    for argv, message in cases:
+        assert resnet_step.main(argv + ["--out", str(tmp_path)]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    assert not os.path.exists(tmp_path / "metrics.json")
+    with pytest.raises(ConfigError, match="looks like NCHW"):
+        resnet.ResNet18().apply({"params": {}}, jnp.zeros((1, 3, 64, 64)))
