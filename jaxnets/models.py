@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 
 from jaxnets import layers as L
+from jaxnets.errors import ConfigError
 
 
 class SeedMLP(nn.Module):
@@ -35,8 +36,12 @@ class SeedMLP(nn.Module):
 
 def _conv(features: int, kernel_size: int, torch_init: bool, impl: str, name: str) -> nn.Module:
     """layers.Conv2d, passing `impl` through only where Conv2d has that field (added later)."""
-    kwargs = {"impl": impl} if "impl" in getattr(L.Conv2d, "__dataclass_fields__", {}) else {}
-    return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name, **kwargs)
+    if "impl" in getattr(L.Conv2d, "__dataclass_fields__", {}):
+        return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name, impl=impl)
+    if impl != "lax":
+        raise ConfigError(f"conv implementation {impl!r} is not available (layers.Conv2d has "
+                          "only lax.conv_general_dilated); use 'lax'")
+    return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name)
 
 
 class LeNet(nn.Module):

@@ -1,0 +1,190 @@
+"""Seed 001's neural-network section (and seed 002's `Net`): LeNet on one random 1x32x32 input.
+
+    python -m experiments.lenet
+    python -m experiments.lenet --channels 3 --out runs/lenet3     # the CIFAR-10 variant
+
+What the tutorial does, step by step, and what we print next to it:
+1. `print(net)`: the structure (ours in PyTorch's format, then Flax's own tabulate).
+2. `params = list(net.parameters())`: 10 arrays, conv1's weight `torch.Size([6, 1, 5, 5])`
+   (we list every array in PyTorch's layout with its size; 61,706 parameters in all).
+3. `out = net(torch.randn(1, 1, 32, 32))`: a random input's 10 outputs.
+4. `out.backward(torch.randn(1, 10))`: a vector-Jacobian product, here `jax.vjp`.
+5. `nn.MSELoss()(output, target)` against a random target.
+6. conv1.bias.grad before and after `loss.backward()`: JAX keeps no `.grad` buffers, a
+   gradient exists once `jax.grad` returns it; "before" is shown as PyTorch >= 2.0 prints it
+   (`None`: zero_grad() sets .grad to None; older releases printed zeros).
+7. The manual rule `f.data.sub_(f.grad.data * learning_rate)` (lr 0.01) and an optax SGD step
+   from the same weights and gradients give the same weights; then the tutorial's
+   `optimizer.step()` block runs once (optim.sgd, PyTorch's SGD semantics).
+The tutorial's numbers come from torch.randn and cannot be reproduced across frameworks; the
+parity test loads the same weights and input into a PyTorch Net and compares everything.
+Writes metrics.json into --out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import cli
+from jaxnets import losses, optim, torch_io
+from jaxnets.models import LeNet, torch_repr
+
+TUTORIAL = {"num_param_arrays": "10", "conv1_weight_shape": "torch.Size([6, 1, 5, 5])",
+            "conv1_bias_grad_before": "None (PyTorch >= 2.0; zeros before)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    channels: int = 1               # 1: seed 001/002's Net; 3: the CIFAR-10 Net
+    lr: float = 0.01
+    seed: int = 0
+    conv_impl: str = "lax"          # passed to LeNet (layers.Conv2d's implementation)
+    out: str = "runs/lenet"
+    progress: bool = True
+
+    def __post_init__(self):
+        cli.check(self.channels >= 1, f"--channels must be at least 1, got {self.channels}")
+        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+
+
+def make_start(config: Config, model: LeNet, key: jax.Array) -> dict:
+    """Initial parameters (PyTorch's init), the random input, target and backward vector."""
+    k_init, k_in, k_v, k_t = jax.random.split(key, 4)
+    x = jax.random.normal(k_in, (1, 32, 32, config.channels))  # torch.randn(1, C, 32, 32), NHWC
+    return {"params": jax.jit(model.init)(k_init, x)["params"], "input": x,
+            "v": jax.random.normal(k_v, (1, 10)),                 # out.backward(torch.randn(1, 10))
+            "target": jax.random.normal(k_t, (10,)).reshape(1, -1)}  # randn(10).view(1, -1)
+
+
+def torch_layout(tree) -> dict[str, np.ndarray]:
+    """A params-shaped tree (weights or their gradients) as a PyTorch state_dict, in PyTorch's
+    order (each module's weight before its bias; jax.tree.map sorts dict keys, bias first)."""
+    sd = torch_io.to_state_dict({"params": tree})
+    modules = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in sd))
+    return dict(sorted(sd.items(), key=lambda kv: (modules.index(kv[0].rsplit(".", 1)[0]),
+                                                   kv[0].endswith(".bias"))))
+
+
+def run(config: Config, start: dict | None = None) -> dict:
+    """Walk through the tutorial's steps; returns the metrics written to metrics.json.
+
+    Args:
+      config: the run's settings.
+      start: {'params', 'input' (NHWC), 'v', 'target'}; tests pass PyTorch's. Drawn if None.
+    """
+    say = print if config.progress else (lambda *a, **k: None)
+    model = LeNet(classes=10, conv_impl=config.conv_impl)
+    start = start or make_start(config, model, jax.random.key(config.seed))
+    params, x, v, target = start["params"], start["input"], start["v"], start["target"]
+
+    def apply(p, inputs):
+        return model.apply({"params": p}, inputs)
+
+    # 1-2: structure and parameter list
+    structure = torch_repr(model, x, name="Net")
+    say(structure)
+    if config.progress:  # Flax's own summary, next to PyTorch's format (traces the model again)
+        print(model.tabulate(jax.random.key(0), x, compute_flops=False, depth=1,
+                             console_kwargs={"width": 100, "color_system": None,
+                                             "force_terminal": False}))
+    sd = torch_layout(params)
+    say(len(sd))
+    say(f"torch.Size({list(sd['conv1.weight'].shape)})  # conv1's .weight")
+    for name, value in sd.items():
+        say(f"  {name:<14} {tuple(value.shape)!s:<16} {value.size:>7,}")
+    total = sum(a.size for a in sd.values())
+    say(f"  {'total':<14} {'':<16} {total:>7,}")
+
+    @jax.jit
+    def forward_backward(p, x, v, target):
+        """One compiled program for steps 3-6 (eager conv ops would each compile on their own)."""
+        out, vjp = jax.vjp(lambda q: apply(q, x), p)   # out = net(input)
+        (vjp_grads,) = vjp(v)                            # out.backward(v)
+        loss, grads = jax.value_and_grad(lambda q: losses.mse(apply(q, x), target))(p)
+        return out, vjp_grads, loss, grads               # loss.backward() -> grads
+
+    # 3-4: forward a random input; backward from a random vector (out.backward(v))
+    out, vjp_grads, loss, grads = forward_backward(params, x, v, target)
+    say(f"out = {np.array2string(np.asarray(out), precision=4)}")
+    say(f"out.backward(v): conv1.bias.grad = {np.asarray(vjp_grads['conv1']['bias'])}")
+
+    # 5-6: MSELoss against a random target, conv1.bias.grad after backward
+    say(f"loss = {float(loss):.4f}")
+    say("conv1.bias.grad before backward\nNone  (no gradient until jax.grad returns one)")
+    say(f"conv1.bias.grad after backward\n{np.array2string(np.asarray(grads['conv1']['bias']))}")
+
+    # 7: the manual rule and an optax SGD step from the same weights and gradients
+    manual = jax.tree.map(lambda f, g: f - g * config.lr, params, grads)
+    tx = optim.sgd(config.lr)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    via_optax = optax.apply_updates(params, updates)
+    manual_vs_optax = max(float(jnp.max(jnp.abs(a - b)))
+                          for a, b in zip(jax.tree.leaves(manual), jax.tree.leaves(via_optax)))
+    say(f"manual f -= lr * grad vs optax SGD step: max |difference| = {manual_vs_optax:.1e}")
+    # The tutorial's optimizer block once, from the manually updated weights (its order):
+    # zero_grad(); output = net(input); loss = criterion(output, target); backward(); step().
+    opt_state = tx.init(manual)
+    _, _, loss_before, step_grads = forward_backward(manual, x, v, target)
+    updates, opt_state = tx.update(step_grads, opt_state, manual)
+    stepped = optax.apply_updates(manual, updates)
+    loss_after = float(forward_backward(stepped, x, v, target)[2])
+    say(f"optimizer.step(): loss {float(loss_before):.4f} -> {loss_after:.4f}")
+
+    metrics = {
+        "experiment": "lenet", "seed": config.seed, "channels": config.channels, "lr": config.lr,
+        "structure": structure, "num_param_arrays": len(sd),
+        "conv1_weight_shape": list(sd["conv1.weight"].shape),
+        "param_counts": {k: int(a.size) for k, a in sd.items()}, "total_params": total,
+        "output": np.asarray(out)[0], "vjp_conv1_bias_grad": np.asarray(vjp_grads["conv1"]["bias"]),
+        "mse_loss": float(loss), "conv1_bias_grad_before": None,
+        "conv1_bias_grad_after": np.asarray(grads["conv1"]["bias"]),
+        "manual_vs_optax_max_abs_diff": manual_vs_optax,
+        "optimizer_step_loss_before": float(loss_before),
+        "optimizer_step_loss_after": loss_after,
+    }
+    os.makedirs(config.out, exist_ok=True)
+    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    say(cli.comparison([
+        ("len(params)", TUTORIAL["num_param_arrays"], str(len(sd))),
+        ("params[0].size()", TUTORIAL["conv1_weight_shape"],
+         f"torch.Size({list(sd['conv1.weight'].shape)})"),
+        ("parameters (not printed by the tutorial)", "-", f"{total:,}"),
+        ("conv1.bias.grad before", TUTORIAL["conv1_bias_grad_before"], "None (no jax.grad yet)"),
+        ("out, loss, grads", "random (torch.randn)",
+         "random; equal to PyTorch's on the same weights (tests/test_lenet.py)"),
+        ("manual rule == optim step", "-", f"max |diff| {manual_vs_optax:.1e}"),
+    ]))
+    say(f"wrote {os.path.join(config.out, 'metrics.json')}")
+    return metrics
+
+
+def build_parser():
+    p = cli.parser("lenet", __doc__)
+    p.add_argument("--channels", type=cli.positive_int, default=1,
+                   help="input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
+    p.add_argument("--lr", type=cli.positive_float, default=0.01, help="learning rate (0.01)")
+    p.add_argument("--conv-impl", default="lax", help="convolution implementation (lax)")
+    cli.add_seed(p)
+    cli.add_out(p, "runs/lenet")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
+    return p
+
+
+def to_config(args) -> Config:
+    return Config(channels=args.channels, lr=args.lr, seed=args.seed, conv_impl=args.conv_impl,
+                  out=args.out, progress=not args.quiet)
+
+
+def main(argv=None) -> int:
+    return cli.main(build_parser(), to_config, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
