@@ -85,15 +85,18 @@ def _numpy(sd) -> dict[str, np.ndarray]:
     return {k: v.detach().clone().numpy() for k, v in sd.items()}
 
 
-def _close(ours: np.ndarray, ref: np.ndarray, rtol: float = 1e-4) -> bool:
-    """|a - b| <= rtol * (|b| + max|b|): relative, with an atol scaled to the tensor's size."""
+def _close(ours: np.ndarray, ref: np.ndarray, rtol: float, atol_scale: float) -> bool:
+    """|a - b| <= rtol * |b| + atol_scale * max|b|: relative, atol scaled to the tensor."""
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     scale = np.max(np.abs(ref)) if ref.size else 0.0
-    return ours.shape == ref.shape and bool(np.all(np.abs(ours - ref) <= rtol * (np.abs(ref) + scale)))
+    return ours.shape == ref.shape and bool(
+        np.all(np.abs(ours - ref) <= rtol * np.abs(ref) + atol_scale * scale))
 
 
-def _assert_dicts_close(ours: dict, ref: dict, keys, rtol: float = 1e-4) -> None:
-    bad = [k for k in keys if not _close(ours[k], ref[k], rtol)]
+def _assert_dicts_close(ours: dict, ref: dict, keys, rtol: float = 1e-4,
+                        atol_scale: float | None = None) -> None:
+    atol_scale = rtol if atol_scale is None else atol_scale
+    bad = [k for k in keys if not _close(ours[k], ref[k], rtol, atol_scale)]
     assert not bad, f"{len(bad)} tensors differ, e.g. {bad[:5]}"
 
 
@@ -212,7 +215,11 @@ def test_logits_grads_and_running_stats_match_pytorch(ref):
     np.testing.assert_allclose(logits_eval, ref["logits_eval"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(float(loss), ref["loss_before"], rtol=1e-5)
     ours = resnet.resnet18_to_state_dict({"params": grads, **new_stats})
-    _assert_dicts_close(ours, ref["grads"], ref["grads"])
+    # Training-mode BatchNorm's backward subtracts per-channel means (layer4 has 4 values per
+    # channel at 64x64): float32 cancellation leaves ~1e-4 of a tensor's largest gradient
+    # (measured 1.0e-4 worst, layer1.1.bn1.bias). A real mismatch (biased variance, wrong
+    # padding or momentum, a transposed kernel) is off by percents.
+    _assert_dicts_close(ours, ref["grads"], ref["grads"], rtol=1e-4, atol_scale=5e-4)
     stats = [k for k in ref["sd1"] if k.endswith(("running_mean", "running_var"))]
     assert len(stats) == 2 * 20
     _assert_dicts_close(ours, ref["sd1"], stats, rtol=1e-5)
@@ -239,8 +246,13 @@ def test_experiment_step_matches_pytorch_and_exports_loadable_state_dict(ref, tm
     assert not result.missing_keys and not result.unexpected_keys
     moved = [k for k in ref["sd1"] if not np.array_equal(ref["sd1"][k], ref["sd0"][k])]
     assert len(moved) > 100  # weights and running stats did change in the step
-    # the step moves conv1.weight by up to ~2 (gradients ~200): compare at the gradients' 1e-4
-    _assert_dicts_close(_numpy(after.state_dict()), ref["sd1"], ref["sd1"], rtol=1e-4)
+    # Compare the change each tensor took (lr * momentum buffer for weights, the running-stat
+    # update for buffers) at the gradients' tolerance, not the weights': conv1.weight moves by
+    # up to ~2 (gradients ~200), so a weights-relative check would hide gradient errors.
+    ours = _numpy(after.state_dict())
+    ours_delta = {k: ours[k].astype(np.float64) - ref["sd0"][k] for k in ref["sd1"]}
+    ref_delta = {k: ref["sd1"][k].astype(np.float64) - ref["sd0"][k] for k in ref["sd1"]}
+    _assert_dicts_close(ours_delta, ref_delta, ref["sd1"], rtol=1e-4, atol_scale=5e-4)
     assert after.bn1.num_batches_tracked.item() == 1  # one training-mode forward, as in torch
 
 
