@@ -1,0 +1,396 @@
+"""The tensorflow-datasets path (jaxnets.data.tfds_source), offline: files come from a loopback
+HTTP server used as a mirror.
+
+Checksum overrides: `load()` has no checksums argument, so the test going through `load()` sets
+$JAXNETS_DATA_CHECKSUMS (a tsv path, read at call time, via monkeypatch); the others pass
+`checksums=` to `tfds_source.download_and_load` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import hashlib
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import FASHION_DIR, make_idx_dir
+
+from jaxnets import data
+from jaxnets.data import cifar, idx, tfds_source
+from jaxnets.errors import ConfigError, DataError, DataUnavailable
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    """No mirror or checksums from the developer's environment."""
+    monkeypatch.delenv(tfds_source.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(tfds_source.CHECKSUMS_ENV, raising=False)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; `cut` names files whose body stops halfway (Content-Length is full)."""
+
+    cut: frozenset = frozenset()
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        if os.path.basename(self.path) in self.cut:
+            outputfile.write(source.read()[: os.fstat(source.fileno()).st_size // 2])
+            self.close_connection = True
+            return
+        super().copyfile(source, outputfile)
+
+
+@contextlib.contextmanager
+def serve(directory: str, cut: tuple[str, ...] = ()):
+    """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
+    handler = type("Handler", (_QuietHandler,), {"cut": frozenset(cut)})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=directory))
+    server.handle_error = lambda *args: None  # a client closing early is not a test failure
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def checksums_of(directory: str) -> dict[str, tuple[int, str]]:
+    """{filename: (size, sha256)} of every file in directory."""
+    out = {}
+    for f in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, f), "rb") as fh:
+            blob = fh.read()
+        out[f] = (len(blob), hashlib.sha256(blob).hexdigest())
+    return out
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mnist_files(tmp_path):
+    """A mirror folder of small generated gzipped MNIST files (64 train, 32 test)."""
+    return make_idx_dir(str(tmp_path / "mirror"), gz=True)
+
+
+def test_fashion_mnist_download_then_cache(tmp_path, monkeypatch):
+    """Debian's real files served from loopback: exact arrays, then read from cache offline."""
+    mirror_dir = tmp_path / "mirror"
+    shutil.copytree(FASHION_DIR, mirror_dir)
+    tsv = tmp_path / "checksums.tsv"
+    tsv.write_text("".join(f"{f}\t{size}\t{sha}\n"
+                           for f, (size, sha) in checksums_of(str(mirror_dir)).items()))
+    monkeypatch.setenv(tfds_source.CHECKSUMS_ENV, str(tsv))  # Debian re-gzipped the files
+    tfds_dir = str(tmp_path / "tfds")
+    expected = {s: idx.read_image_label_pair(str(mirror_dir / f"{p}-images-idx3-ubyte.gz"),
+                                             str(mirror_dir / f"{p}-labels-idx1-ubyte.gz"))
+                for s, p in (("train", "train"), ("test", "t10k"))}
+
+    with serve(str(mirror_dir)) as url:
+        train = data.load("fashion_mnist", "train", local_dirs=(), tfds_dir=tfds_dir, mirror=url)
+    assert train.source.startswith("tfds download")
+    assert train.images.shape == (60000, 28, 28, 1) and train.images.dtype == np.uint8
+    assert train.labels.dtype == np.int32
+    np.testing.assert_array_equal(train.images, expected["train"][0])
+    np.testing.assert_array_equal(train.labels, expected["train"][1])
+
+    # The server is gone: both splits now come from the prepared array_record files.
+    for split, n in (("test", 10000), ("train", 60000)):
+        got = data.load("fashion_mnist", split, local_dirs=(), tfds_dir=tfds_dir, mirror=url)
+        assert got.source.startswith("tfds cache"), got.source
+        assert len(got) == n
+        np.testing.assert_array_equal(got.images, expected[split][0])
+        np.testing.assert_array_equal(got.labels, expected[split][1])
+
+
+def _write_cifar_tarball(directory, rng, per_batch: int = 50):
+    """A cifar-10-binary.tar.gz in the real layout; returns {split: (images, labels)}."""
+    batches = os.path.join(directory, "build", "cifar-10-batches-bin")
+    os.makedirs(batches)
+    written = {"train": [], "test": []}
+    for split, names in (("train", cifar.TRAIN_FILES), ("test", cifar.TEST_FILES)):
+        for n in names:
+            images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+            labels = rng.integers(0, 10, per_batch).astype(np.int32)
+            cifar.write_batch(os.path.join(batches, n), images, labels)
+            written[split].append((images, labels))
+    os.makedirs(os.path.join(directory, "mirror"))
+    with tarfile.open(os.path.join(directory, "mirror", cifar.ARCHIVE), "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-bin")
+    return {s: (np.concatenate([b[0] for b in parts]), np.concatenate([b[1] for b in parts]))
+            for s, parts in written.items()}
+
+
+def test_cifar10_binary_tarball(tmp_path):
+    expected = _write_cifar_tarball(str(tmp_path), np.random.default_rng(0))
+    mirror_dir = str(tmp_path / "mirror")
+    tfds_dir = str(tmp_path / "tfds")
+    with serve(mirror_dir) as url:
+        images, labels = tfds_source.download_and_load(
+            "cifar10", "train", tfds_dir, mirror=url, checksums=checksums_of(mirror_dir))
+    assert images.shape == (250, 32, 32, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, expected["train"][0])
+    np.testing.assert_array_equal(labels, expected["train"][1])
+    images, labels = tfds_source.load_cached("cifar10", "test", tfds_dir)
+    np.testing.assert_array_equal(images, expected["test"][0])
+    np.testing.assert_array_equal(labels, expected["test"][1])
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_offline_fails_fast_listing_the_ways(tmp_path, monkeypatch, how):
+    mirror = f"http://127.0.0.1:{closed_port()}"
+    kwargs = {"mirror": mirror}
+    if how == "environment":
+        monkeypatch.setenv(tfds_source.MIRROR_ENV, mirror)
+        kwargs = {}
+    start = time.perf_counter()
+    with pytest.raises(DataUnavailable) as err:
+        data.load("mnist", "train", local_dirs=(), tfds_dir=str(tmp_path), **kwargs)
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert mirror in message
+    assert "--data-dir" in message and "tensorflow-datasets" in message
+    assert tfds_source.MIRROR_ENV in message
+
+
+def test_unreachable_official_host_fails_fast(tmp_path):
+    """No mirror: the official URL is probed; offline (as here) that fails within 5 s."""
+    start = time.perf_counter()
+    with pytest.raises(DataUnavailable, match="storage.googleapis.com"):
+        tfds_source.download_and_load("mnist", "test", str(tmp_path))
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("missing", ["t10k-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"])
+def test_missing_file_on_mirror_is_unavailable(tmp_path, mnist_files, missing):
+    """The first file is probed before tfds starts; a later one fails inside tfds' download."""
+    sums = checksums_of(mnist_files)
+    os.remove(os.path.join(mnist_files, missing))
+    with serve(mnist_files) as url, pytest.raises(DataUnavailable) as err:
+        tfds_source.download_and_load("mnist", "train", str(tmp_path / "tfds"), mirror=url,
+                                      checksums=sums)
+    assert missing in str(err.value) and "404" in str(err.value)
+    assert "--data-dir" in str(err.value)
+
+
+def _leftovers(tfds_dir: str) -> list[str]:
+    """Partial downloads tfds left in its tmp folders."""
+    out = []
+    for root, dirs, _ in os.walk(tfds_dir):
+        out += [os.path.join(root, d) for d in dirs if ".tmp." in d or "incomplete" in d]
+    return out
+
+
+def test_official_checksum_mismatch(tmp_path, mnist_files):
+    """Files that are not the official ones fail the shipped checksums."""
+    tfds_dir = str(tmp_path / "tfds")
+    with serve(mnist_files) as url, pytest.raises(DataError) as err:
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url)
+    assert "-ubyte.gz" in str(err.value) and "checksum" in str(err.value)
+    assert tfds_source.load_cached("mnist", "train", tfds_dir) is None
+    assert _leftovers(tfds_dir) == []
+
+
+def test_override_checksum_mismatch_names_the_file_then_recovers(tmp_path, mnist_files):
+    tfds_dir = str(tmp_path / "tfds")
+    good = checksums_of(mnist_files)
+    bad = dict(good)
+    size, _ = bad["train-labels-idx1-ubyte.gz"]
+    bad["train-labels-idx1-ubyte.gz"] = (size, "0" * 64)
+    with serve(mnist_files) as url:
+        with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*checksum"):
+            tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url, checksums=bad)
+        assert _leftovers(tfds_dir) == []
+        # The right checksums: the failed attempt left nothing that gets in the way.
+        images, labels = tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                                       checksums=good)
+    expected = idx.read_image_label_pair(os.path.join(mnist_files, "t10k-images-idx3-ubyte.gz"),
+                                         os.path.join(mnist_files, "t10k-labels-idx1-ubyte.gz"))
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+
+
+def test_truncated_file_fails_its_checksum(tmp_path, mnist_files):
+    """A short file served whole (right Content-Length) fails the checksums of the full one."""
+    good = checksums_of(mnist_files)
+    path = os.path.join(mnist_files, "train-images-idx3-ubyte.gz")
+    with open(path, "rb") as f:
+        blob = f.read()
+    with open(path, "wb") as f:
+        f.write(blob[: len(blob) // 2])
+    with serve(mnist_files) as url, pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        tfds_source.download_and_load("mnist", "train", str(tmp_path / "tfds"), mirror=url,
+                                      checksums=good)
+
+
+def test_transfer_cut_short_names_the_file(tmp_path, mnist_files):
+    """The server announces the full length but closes halfway through the body."""
+    tfds_dir = str(tmp_path / "tfds")
+    with (serve(mnist_files, cut=("t10k-labels-idx1-ubyte.gz",)) as url,
+          pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz.*cut short")):
+        tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files))
+    assert tfds_source.load_cached("mnist", "test", tfds_dir) is None
+    assert _leftovers(tfds_dir) == []
+
+
+def test_truncated_file_matching_its_checksums_does_not_parse(tmp_path, mnist_files):
+    """Even when the registered checksums describe a bad file, it never becomes an array."""
+    path = os.path.join(mnist_files, "t10k-images-idx3-ubyte.gz")
+    with open(path, "rb") as f:
+        blob = f.read()
+    with open(path, "wb") as f:
+        f.write(blob[: len(blob) - 100])
+    tfds_dir = str(tmp_path / "tfds")
+    with serve(mnist_files) as url, pytest.raises(DataError) as err:
+        tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files))
+    assert str(err.value).startswith("t10k-images-idx3-ubyte.gz")
+    assert "truncated" in str(err.value)
+    assert tfds_source.load_cached("mnist", "test", tfds_dir) is None
+
+
+def test_wrong_ungzipped_length_does_not_parse(tmp_path, mnist_files):
+    """A well-formed gzip of a short IDX payload: caught by the IDX length check."""
+    path = os.path.join(mnist_files, "train-labels-idx1-ubyte.gz")
+    with open(path, "rb") as f:
+        payload = gzip.decompress(f.read())
+    with open(path, "wb") as f:
+        f.write(gzip.compress(payload[:-3]))
+    with serve(mnist_files) as url, pytest.raises(DataError, match="^train-labels-idx1-ubyte.gz"):
+        tfds_source.download_and_load("mnist", "train", str(tmp_path / "tfds"), mirror=url,
+                                      checksums=checksums_of(mnist_files))
+
+
+def test_corrupt_prepared_cache_is_a_data_error(tmp_path, mnist_files):
+    tfds_dir = str(tmp_path / "tfds")
+    with serve(mnist_files) as url:
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files))
+    version_dir = os.path.join(tfds_dir, "jaxnets_mnist", tfds_source.VERSION)
+    (record,) = [f for f in os.listdir(version_dir) if "-train.array_record" in f]
+    with open(os.path.join(version_dir, record), "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError, match="jaxnets_mnist"):
+        tfds_source.load_cached("mnist", "train", tfds_dir)
+
+
+def test_bulk_decoding_equals_tfds_decoding(tmp_path, mnist_files):
+    """The bulk proto decoding of cached splits agrees with tfds' own per-example decoding."""
+    tfds_dir = str(tmp_path / "tfds")
+    with serve(mnist_files) as url:
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files))
+    builder = tfds_source._builder_classes()["mnist"](data_dir=tfds_dir)
+    for split in ("train", "test"):
+        images, labels = tfds_source.load_cached("mnist", split, tfds_dir)
+        source = builder.as_data_source(split=split)
+        examples = [source[i] for i in range(len(source))]
+        np.testing.assert_array_equal(images, np.stack([e["image"] for e in examples]))
+        np.testing.assert_array_equal(labels, [e["label"] for e in examples])
+
+
+def test_load_cached_nothing_there(tmp_path):
+    assert tfds_source.load_cached("cifar10", "train", str(tmp_path)) is None
+    (tmp_path / "jaxnets_cifar10").mkdir()  # what a failed preparation leaves
+    assert tfds_source.load_cached("cifar10", "train", str(tmp_path)) is None
+
+
+def test_tensorflow_datasets_imported_lazily():
+    code = ("import sys, tempfile, jaxnets, jaxnets.data\n"
+            "from jaxnets.data import tfds_source\n"
+            "assert tfds_source.load_cached('mnist', 'test', tempfile.mkdtemp()) is None\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow_datasets', 'tensorflow')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_shipped_checksums_match_tfds(name):
+    """checksums/*.tsv agree with tfds' registered checksums for the same official URLs."""
+    from tensorflow_datasets.core import utils
+    from tensorflow_datasets.core.download import checksums
+
+    registered = checksums.load_url_infos(utils.tfds_path() / "url_checksums" / f"{name}.txt")
+    files = tfds_source.official_files(name)
+    assert len(files) == (1 if name == "cifar10" else 4)
+    for filename, (url, size, sha) in files.items():
+        assert (int(registered[url].size), registered[url].checksum) == (size, sha), filename
+        assert url.rsplit("/", 1)[1] == filename
+
+
+def test_bad_options_are_config_errors(tmp_path):
+    tfds_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="mirror"):
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror="/srv/mnist")
+    with pytest.raises(ConfigError, match="not a file of mnist"):
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror="http://127.0.0.1:1",
+                                      checksums={"data_batch_1.bin": (1, "0" * 64)})
+    with pytest.raises(ConfigError, match="sha256"):
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror="http://127.0.0.1:1",
+                                      checksums={"train-images-idx3-ubyte.gz": (1, "xyz")})
+    tsv = tmp_path / "sums.tsv"
+    tsv.write_text("# comment\ntrain-images-idx3-ubyte.gz 12 abc\n")
+    with pytest.raises(ConfigError, match=r"sums.tsv:2"):
+        tfds_source.download_and_load("mnist", "train", tfds_dir, checksums=str(tsv))
+    with pytest.raises(ConfigError, match="cannot read"):
+        tfds_source.download_and_load("mnist", "train", tfds_dir,
+                                      checksums=str(tmp_path / "missing.tsv"))
+    with pytest.raises(ConfigError, match="split"):
+        tfds_source.load_cached("mnist", "validation", tfds_dir)
+
+
+def test_read_checksums_formats(tmp_path):
+    """Both tfds' url_checksums lines and bare filename lines are read."""
+    sha = "ab" * 32
+    tsv = tmp_path / "sums.tsv"
+    tsv.write_text(f"https://host/dir/a.gz\t10\t{sha}\ta.gz\nb.gz\t20\t{sha}\n\n"
+                   f"https://host/c.gz\t30\t{sha}\n")
+    assert tfds_source.read_checksums(tsv) == {
+        "https://host/dir/a.gz": (10, sha), "b.gz": (20, sha), "https://host/c.gz": (30, sha)}
+
+
+def test_checksums_file_matches_urls_and_skips_other_datasets(tmp_path, mnist_files):
+    """One tsv for several datasets: URL lines pick the file; other datasets' lines are skipped.
+
+    The mirror holds each dataset in its own folder, reached through '{name}' in the mirror.
+    """
+    root = tmp_path / "root"
+    shutil.copytree(mnist_files, root / "mnist")
+    (root / "fashion_mnist").mkdir()
+    sums = checksums_of(mnist_files)
+    with serve(str(root)) as url:
+        mirror = url + "/{name}"
+        tsv = tmp_path / "sums.tsv"
+        lines = [f"{url}/mnist/{f}\t{size}\t{sha}\t{f}" for f, (size, sha) in sums.items()]
+        # Same names for Fashion-MNIST and a wrong name-only line: the URL lines must win.
+        lines += [f"{url}/fashion_mnist/{f}\t1\t{'0' * 64}\t{f}" for f in sums]
+        lines += [f"{f}\t1\t{'0' * 64}" for f in sums]
+        lines += [f"data_batch_1.bin\t1\t{'0' * 64}"]
+        tsv.write_text("\n".join(lines) + "\n")
+        images, _ = tfds_source.download_and_load("mnist", "test", str(tmp_path / "tfds"),
+                                                  mirror=mirror, checksums=str(tsv))
+    assert images.shape == (32, 28, 28, 1)
