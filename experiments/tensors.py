@@ -376,10 +376,13 @@ def sec_device(ctx: Context) -> tuple[dict, str]:
     accel = accelerator()
     device = accel if accel is not None else jax.devices("cpu")[0]
     points_gpu = jax.device_put(points, device)
+    with jax.default_device(device):      # torch.tensor([[4.0, 1.0], ...], device='cuda')
+        created = jnp.array(POINTS)
     doubled = 2 * points_gpu
     points_cpu = jax.device_put(doubled, jax.devices("cpu")[0])
     values = {"available": accel is not None, "devices": [str(d) for d in jax.devices()],
               "backend": jax.default_backend(), "points_gpu_device": str(points_gpu.device),
+              "created_device": str(created.device),
               "doubled_device": str(doubled.device), "points_cpu": points_cpu,
               "points_cpu_device": str(points_cpu.device)}
     return values, text(
@@ -388,6 +391,8 @@ def sec_device(ctx: Context) -> tuple[dict, str]:
         show("device = accelerator() or jax.devices('cpu')[0]\n"
              ">>> points_gpu = jax.device_put(points, device)  # points.to(device='cuda')\n"
              ">>> points_gpu.device", points_gpu.device),
+        show("with jax.default_device(device): jnp.array(...)  # torch.tensor(..., "
+             "device='cuda')\n>>> _.device", created.device),
         show("(2 * points_gpu).device            # results stay where the inputs are",
              doubled.device),
         show("jax.device_put(2 * points_gpu, jax.devices('cpu')[0])  # .to(device='cpu')",

@@ -211,7 +211,7 @@ def test_device_runs_without_an_accelerator():
     assert v["available"] == any(d.platform != "cpu" for d in jax.devices())
     assert_same(v["points_cpu"], 2 * torch.tensor(T.POINTS))
     assert "cpu" in v["points_cpu_device"].lower()
-    assert v["doubled_device"] == v["points_gpu_device"]
+    assert v["doubled_device"] == v["points_gpu_device"] == v["created_device"]
 
 
 def test_named_tensors_by_einsum():
