@@ -1,0 +1,125 @@
+"""Seed 004's linear classifier: same weights and batch order in PyTorch give the same losses."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from experiments import linear_classifier as E
+from jaxnets import torch_io
+from jaxnets.errors import ConfigError
+from jaxnets.models import LinearClassifier
+
+N_TRAIN, N_TEST, EPOCHS, BATCH = 1000, 500, 3, 64  # 16 steps an epoch, the last one of 40
+
+
+class TorchLinearClassifier(nn.Module):
+    """The seed's model, verbatim."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, num_classes)
+
+    def forward(self, x):
+        out = x.reshape(x.size(0), -1)
+        return self.fc1(out)
+
+
+def _subset(ds, n):
+    return dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n])
+
+
+def _torch_inputs(images: np.ndarray) -> torch.Tensor:
+    """ToTensor() + Normalize((0.5,), (0.5,)) on uint8 NHWC -> float NCHW."""
+    x = torch.tensor(images).permute(0, 3, 1, 2).float() / 255.0
+    return (x - 0.5) / 0.5
+
+
+@pytest.fixture(scope="module")
+def both(fashion, tmp_path_factory):
+    train_set, test_set = _subset(fashion[0], N_TRAIN), _subset(fashion[1], N_TEST)
+    torch.manual_seed(0)
+    ref = TorchLinearClassifier()
+    shapes = jax.eval_shape(LinearClassifier().init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    params = torch_io.from_state_dict(sd, template)["params"]
+    config = E.Config(epochs=EPOCHS, batch_size=BATCH, progress=False,
+                      out=str(tmp_path_factory.mktemp("linear")))
+    metrics = E.run(config, (train_set, test_set), params)
+
+    # PyTorch: the same weights, the same batches (incl. the short last one), SGD momentum 0.9
+    x, y = _torch_inputs(train_set.images), torch.tensor(train_set.labels, dtype=torch.long)
+    sampler = E.make_sampler(config, N_TRAIN)
+    idx, mask = sampler.indices(0, EPOCHS * sampler.steps_per_epoch)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(ref.parameters(), lr=0.001, momentum=0.9)
+    losses = []
+    for i, m in zip(idx, mask):
+        b = torch.tensor(i[m], dtype=torch.long)
+        optimizer.zero_grad()
+        loss = criterion(ref(x[b]), y[b])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        logits = ref(_torch_inputs(test_set.images)).numpy()
+    torch_acc = float((logits.argmax(1) == test_set.labels).mean())
+    return metrics, config, np.asarray(losses), torch_acc, mask
+
+
+def test_loss_trajectory_matches_torch(both):
+    metrics, _, torch_losses, _, mask = both
+    assert mask[-1].sum() == N_TRAIN % BATCH  # the short last batch is really in there
+    ours = np.asarray(metrics["losses"])
+    assert ours.shape == torch_losses.shape == (EPOCHS * 16,)
+    np.testing.assert_allclose(ours, torch_losses, rtol=1e-4)
+    assert ours[-16:].mean() < 0.7 * ours[:16].mean()  # it learns
+
+
+def test_test_accuracy_matches_torch(both):
+    metrics, _, _, torch_acc, _ = both
+    assert abs(metrics["test_accuracy"] - torch_acc) <= 1.0 / N_TEST  # at most one argmax tie
+    assert metrics["test_accuracy"] > 0.6
+
+
+def test_reports_and_files(both):
+    metrics, config, *_ = both
+    assert [e["epoch"] for e in metrics["per_epoch"]] == [1, 2, 3]
+    assert metrics["per_epoch"][-1]["loss"] < metrics["per_epoch"][0]["loss"]
+    assert next(iter(metrics["per_class_accuracy"])) == "T-shirt/top"
+    cm = np.asarray(metrics["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == N_TEST
+    np.testing.assert_allclose(np.trace(cm) / N_TEST, metrics["test_accuracy"])
+    with open(os.path.join(config.out, "metrics.json")) as f:
+        assert json.load(f)["epochs"] == EPOCHS
+    for name in ("confusion_matrix.png", "loss_curve.png"):
+        assert os.path.getsize(os.path.join(config.out, name)) > 1000
+
+
+def test_reshape_keeps_the_batch_axis():
+    model = LinearClassifier()
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    for n in (1, 40, 64):
+        out = jax.eval_shape(model.apply, params, jnp.zeros((n, 28, 28, 1)))
+        assert out.shape == (n, 10)
+
+
+def test_bad_config():
+    with pytest.raises(ConfigError, match="--momentum"):
+        E.Config(momentum=1.0)
+    with pytest.raises(ConfigError, match="--dataset"):
+        E.Config(dataset="cifar10")
+
+
+def test_cli_missing_data_is_one_line(tmp_path, capsys):
+    code = E.main(["--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--no-progress",
+                   "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--data-dir" in err
