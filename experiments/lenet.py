@@ -173,13 +173,13 @@ def build_parser():
     p.add_argument("--conv-impl", default="lax", help="convolution implementation (lax)")
     cli.add_seed(p)
     cli.add_out(p, "runs/lenet")
-    p.add_argument("--quiet", action="store_true", help="print nothing")
+    p.add_argument("--no-progress", action="store_true", help="print nothing")
     return p
 
 
 def to_config(args) -> Config:
     return Config(channels=args.channels, lr=args.lr, seed=args.seed, conv_impl=args.conv_impl,
-                  out=args.out, progress=not args.quiet)
+                  out=args.out, progress=not args.no_progress)
 
 
 def main(argv=None) -> int:

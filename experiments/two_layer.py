@@ -242,7 +242,7 @@ def build_parser():
     p.add_argument("--output-data", type=cli.positive_int, default=10, help="D_out (10)")
     cli.add_seed(p)
     cli.add_out(p, "runs/two_layer")
-    p.add_argument("--quiet", action="store_true", help="print nothing")
+    p.add_argument("--no-progress", action="store_true", help="print nothing")
     return p
 
 
@@ -250,7 +250,7 @@ def to_config(args) -> Config:
     return Config(batch_n=args.batch_n, input_data=args.input_data,
                   hidden_layer=args.hidden_layer, output_data=args.output_data,
                   epochs=args.epochs, lr=args.lr, seed=args.seed, out=args.out,
-                  progress=not args.quiet)
+                  progress=not args.no_progress)
 
 
 def main(argv=None) -> int:
