@@ -149,12 +149,13 @@ class Checkpoints:
         self._manager = None
 
     @classmethod
-    def for_run(cls, config: Any) -> Checkpoints:
-        """From a Config with checkpoint_dir, resume, checkpoint_every (keep_checkpoints)."""
+    def for_run(cls, config: Any, harmless: Iterable[str] = ()) -> Checkpoints:
+        """From a Config with checkpoint_dir, resume, checkpoint_every (keep_checkpoints);
+        `harmless` names more config fields that may change on --resume (display options)."""
         return cls(getattr(config, "checkpoint_dir", None), config,
                    every=getattr(config, "checkpoint_every", 1000),
                    keep=getattr(config, "keep_checkpoints", 3),
-                   resume=getattr(config, "resume", False))
+                   resume=getattr(config, "resume", False), harmless=HARMLESS | set(harmless))
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,256 @@
+"""The CIFAR-10 experiment end to end on small data in CIFAR-10's real binary format."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from experiments import cifar10
+from jaxnets import data as D
+from jaxnets import torch_io
+from jaxnets.data import cifar
+from jaxnets.errors import ConfigError
+
+# 5 training files x 40 images, 1 test file x 40: 50 steps of 4 per epoch.
+N_FILE, N_TEST, STEPS_PER_EPOCH = 40, 40, 50
+
+
+class Net(nn.Module):
+    """The tutorial's CIFAR-10 network, verbatim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+# One well-separated colour per class (RGB cube corners, grey, orange).
+COLOURS = np.array([(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
+                    (255, 0, 255), (0, 255, 255), (255, 255, 255), (128, 128, 128), (255, 128, 0)])
+
+
+def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images a LeNet can learn in a few steps: each class has its own colour, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    noise = rng.integers(-40, 41, (n, 32, 32, 3))
+    images = np.clip(64 + COLOURS[labels][:, None, None, :] // 2 + noise, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory) -> str:
+    """A cifar-10-batches-bin folder written in the real binary record format."""
+    root = tmp_path_factory.mktemp("cifar")
+    d = root / "cifar-10-batches-bin"
+    d.mkdir()
+    for i in range(1, 6):
+        cifar.write_batch(str(d / f"data_batch_{i}.bin"), *make_images(N_FILE, i))
+    cifar.write_batch(str(d / "test_batch.bin"), *make_images(N_TEST, 99))
+    return str(root)
+
+
+def config(cifar_dir: str, out: str, **kw) -> cifar10.Config:
+    # lr 0.01 instead of 0.001 so 150 steps on this small set learn something measurable.
+    kw = {"data_dir": cifar_dir, "epochs": 3, "lr": 0.01, "print_every": 20, "out": out,
+          "progress": False, **kw}
+    return cifar10.Config(**kw)
+
+
+def run_captured(cfg: cifar10.Config) -> tuple[dict, list[str]]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        metrics = cifar10.run(cfg)
+    return metrics, out.getvalue().splitlines()
+
+
+@pytest.fixture(scope="module")
+def full_run(cifar_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run"))
+    metrics, lines = run_captured(config(cifar_dir, out))
+    return out, metrics, lines
+
+
+def torch_inputs(images: np.ndarray) -> torch.Tensor:
+    """transforms.ToTensor + Normalize(0.5, 0.5) the PyTorch way: NCHW floats."""
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    return (x - 0.5) / 0.5
+
+
+def test_full_pipeline_prints_and_files(full_run, cifar_dir):
+    out, metrics, lines = full_run
+    test = D.load("cifar10", "test", cifar_dir)
+    classes = cifar.CLASS_NAMES
+    assert metrics["parameters"] == 62006 and "62,006 parameters" in lines[0]
+    # The tutorial's running-loss prints: `i % 20 == 19` within each epoch of 50 batches.
+    prints = [ln for ln in lines if ln.startswith("[") and "loss:" in ln]
+    ends = [(e, i) for e in (1, 2, 3) for i in (20, 40)]
+    assert [ln.split("]")[0] for ln in prints] == [f"[{e}, {i:5d}" for e, i in ends]
+    losses = np.asarray(metrics["losses"], np.float32)
+    assert losses.shape == (3 * STEPS_PER_EPOCH,)
+    expect = []
+    for e, i in ends:
+        last = (e - 1) * STEPS_PER_EPOCH + i - 1          # the global step of `i % 20 == 19`
+        running = 0.0
+        for x in losses[last - 19 : last + 1]:
+            running += float(x)
+        expect.append(f"[{e}, {i:5d}] loss: {running / 20:.3f}")
+    assert prints == expect
+    assert lines.index("Finished Training") > lines.index(prints[-1])
+    gt = "GroundTruth:  " + " ".join(f"{classes[j]:5s}" for j in test.labels[:4])
+    assert gt in lines
+    pred_line = next(ln for ln in lines if ln.startswith("Predicted: "))
+    assert pred_line.split()[1:] == metrics["predicted"]
+    assert (f"Accuracy of the network on the {N_TEST} test images: "
+            f"{100 * metrics['correct'] // N_TEST} %") in lines
+    assert sum(ln.startswith("Accuracy for class: ") for ln in lines) == 10
+    # It learned: well above chance on held-out images, running loss falling.
+    assert metrics["test_accuracy"] >= 0.4
+    assert metrics["running_losses"][-1][2] < 1.5 and metrics["running_losses"][0][2] > 2.0
+    for name in ("train_images.png", "test_images.png", "loss_curve.png"):
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f)["correct"] == metrics["correct"]
+
+
+def test_saved_file_is_what_was_tested_and_torch_agrees(full_run, cifar_dir):
+    """cifar_net.safetensors loads into the tutorial's Net; its predictions are the printed ones."""
+    out, metrics, _ = full_run
+    net = Net()
+    net.load_state_dict(load_file(os.path.join(out, "cifar_net.safetensors")))  # strict
+    test = D.load("cifar10", "test", cifar_dir)
+    with torch.no_grad():
+        predicted = net(torch_inputs(test.images)).argmax(1).numpy()
+    assert int((predicted == test.labels).sum()) == metrics["correct"]
+    assert [cifar.CLASS_NAMES[j] for j in predicted[:4]] == metrics["predicted"]
+
+
+def test_weights_option_tests_a_saved_model_without_training(full_run, cifar_dir, tmp_path):
+    out, metrics, _ = full_run
+    again, lines = run_captured(config(cifar_dir, str(tmp_path),
+                                       weights=os.path.join(out, "cifar_net.safetensors")))
+    assert "Finished Training" not in lines and not again["trained"]
+    assert again["correct"] == metrics["correct"] and again["predicted"] == metrics["predicted"]
+    assert not os.path.exists(tmp_path / "cifar_net.safetensors")
+
+
+def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
+    """Same initial weights, same batches: the tutorial's own PyTorch loop gives the same losses
+    and the same trained weights as the run above."""
+    out, metrics, _ = full_run
+    cfg = config(cifar_dir, out)
+    train_set = D.load("cifar10", "train", cifar_dir)
+    init_key, data_key, _ = jax.random.split(jax.random.key(cfg.seed), 3)
+    net = Net()
+    initial = torch_io.to_state_dict({"params": cifar10.init_state(cfg, init_key).params})
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
+    sampler = D.EpochSampler(len(train_set), cfg.batch_size, data_key)
+    steps = cfg.epochs * STEPS_PER_EPOCH
+    idx, _ = sampler.indices(0, steps)   # the shuffled loader's batches, epoch by epoch
+
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9)
+    torch_losses = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch-4 LeNet: threads only contend (30x slower on 2 busy cores)
+    try:
+        for i in range(steps):
+            inputs = torch_inputs(train_set.images[idx[i]])
+            labels = torch.from_numpy(train_set.labels[idx[i]].astype(np.int64))
+            optimizer.zero_grad()
+            loss = criterion(net(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            torch_losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
+    # float32 rounding differs (XLA vs oneDNN convolutions) and grows slowly over 150 steps.
+    np.testing.assert_allclose(metrics["losses"][:30], torch_losses[:30], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(metrics["losses"], torch_losses, rtol=2e-3, atol=2e-4)
+    ours = load_file(os.path.join(out, "cifar_net.safetensors"))
+    for k, v in net.state_dict().items():
+        np.testing.assert_allclose(ours[k].numpy(), v.numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path):
+    """Epoch 1 with checkpoints, then --resume for 3 epochs: same weights, losses and prints."""
+    out, metrics, lines = full_run
+    ckpt = str(tmp_path / "ckpt")
+    first, _ = run_captured(config(cifar_dir, str(tmp_path / "a"), epochs=1, checkpoint_dir=ckpt,
+                                   checkpoint_every=25))
+    assert first["resumed_step"] == 0
+    second, second_lines = run_captured(config(cifar_dir, str(tmp_path / "b"), checkpoint_dir=ckpt,
+                                               checkpoint_every=25, resume=True))
+    assert second["resumed_step"] == STEPS_PER_EPOCH
+    assert any("resumed from" in ln for ln in second_lines)
+    a = load_file(os.path.join(out, "cifar_net.safetensors"))
+    b = load_file(str(tmp_path / "b" / "cifar_net.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert np.array_equal(second["losses"], metrics["losses"])
+    prints = [ln for ln in lines if ln.startswith(("[2,", "[3,"))]
+    assert prints and prints == [ln for ln in second_lines if " loss: " in ln]
+
+
+def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cifar10.main(["--data-dir", str(empty), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(empty) in err[0] and "binary" in err[0]
+
+    # A truncated batch file: DataError naming the file.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(1, 6):
+        cifar.write_batch(str(bad / f"data_batch_{i}.bin"), *make_images(2, i))
+    cifar.write_batch(str(bad / "test_batch.bin"), *make_images(2, 9))
+    with open(bad / "data_batch_3.bin", "r+b") as f:
+        f.truncate(3000)
+    assert cifar10.main(["--data-dir", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data_batch_3.bin" in err[0] and "truncated" in err[0]
+
+    # --weights of another model (seed 001's 1-channel LeNet): a shape mismatch, named.
+    mono = {k: v.numpy() for k, v in load_file(os.path.join(full_run[0],
+                                                            "cifar_net.safetensors")).items()}
+    mono["conv1.weight"] = mono["conv1.weight"][:, :1]
+    path = torch_io.save(str(tmp_path / "mono.safetensors"), mono)
+    assert cifar10.main(["--data-dir", cifar_dir, "--weights", path, "--no-progress",
+                         "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'conv1.weight' has shape (6, 1, 5, 5)" in err[0]
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check: usage + one line
+        cifar10.main(["--data-dir", cifar_dir, "--epochs", "0"])
+    assert exit_info.value.code == 2 and "--epochs" in capsys.readouterr().err
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="--momentum"):
+        cifar10.Config(momentum=1.5)
+    assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
