@@ -1,0 +1,139 @@
+"""PyTorch exchange: a model trained here loads into the tutorial's own `Net`, and back."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from experiments import cifar10
+from jaxnets import checkpoint, train
+from jaxnets import data as D
+from jaxnets.errors import CheckpointError
+
+TUTORIAL_KEYS = {  # Net().state_dict() of the CIFAR-10 tutorial: names and PyTorch shapes
+    "conv1.weight": (6, 3, 5, 5), "conv1.bias": (6,), "conv2.weight": (16, 6, 5, 5),
+    "conv2.bias": (16,), "fc1.weight": (120, 400), "fc1.bias": (120,),
+    "fc2.weight": (84, 120), "fc2.bias": (84,), "fc3.weight": (10, 84), "fc3.bias": (10,),
+}
+
+
+class Net(nn.Module):
+    """The tutorial's CIFAR-10 network, verbatim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+def images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def jax_logits(params, x: np.ndarray) -> np.ndarray:
+    return np.asarray(cifar10.MODEL.apply({"params": params}, cifar10.preprocess(x)))
+
+
+def torch_logits(net: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The same uint8 NHWC images through ToTensor + Normalize(0.5, 0.5) as NCHW."""
+    t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).float() / 255.0
+    with torch.no_grad():
+        return net((t - 0.5) / 0.5).numpy()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """LeNet after 20 SGD steps on random labelled images (weights no longer the init's)."""
+    config = cifar10.Config(lr=0.01)
+    init_key, data_key, train_key = jax.random.split(jax.random.key(3), 3)
+    state = cifar10.init_state(config, init_key)
+    x = images(64, 0)
+    y = np.random.default_rng(1).integers(0, 10, 64).astype(np.int32)
+    run_steps = train.make_run_steps(train.make_train_step(
+        train.classification_loss(state.apply_fn, cifar10.preprocess)))
+    start = state.params
+    state, _ = train.fit(state, run_steps, D.to_device({"image": x, "label": y}),
+                         D.EpochSampler(64, 4, data_key), 20, train_key, progress=False)
+    assert not np.array_equal(start["fc3"]["kernel"], state.params["fc3"]["kernel"])
+    return state.params
+
+
+def test_export_loads_into_the_tutorials_net_with_same_predictions(trained, tmp_path):
+    path = checkpoint.export_state_dict(str(tmp_path / "cifar_net.safetensors"),
+                                        {"params": trained})
+    state_dict = load_file(path)
+    assert {k: tuple(v.shape) for k, v in state_dict.items()} == TUTORIAL_KEYS
+    assert all(v.dtype == torch.float32 for v in state_dict.values())
+    with safe_open(path, "pt") as f:
+        assert f.metadata() == {"format": "pt"}
+    net = Net()
+    net.load_state_dict(state_dict)  # strict=True: every key present, none extra
+    x = images(32, 7)
+    ours, theirs = jax_logits(trained, x), torch_logits(net, x)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(theirs.argmax(1), ours.argmax(1))
+
+
+def test_import_gives_back_identical_params(trained, tmp_path):
+    path = checkpoint.export_state_dict(str(tmp_path / "net.safetensors"), {"params": trained})
+    template = cifar10.init_params(jax.random.key(99))
+    back = checkpoint.import_state_dict(path, {"params": template})["params"]
+    flat_a, tree_a = jax.tree.flatten(back)
+    flat_b, tree_b = jax.tree.flatten(trained)
+    assert tree_a == tree_b
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(flat_a, flat_b))
+
+
+def test_a_pytorch_trained_net_comes_in(tmp_path):
+    """The other direction: the tutorial's Net, trained in PyTorch and saved with safetensors."""
+    torch.manual_seed(0)
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = images(16, 3)
+    t = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).float() / 255.0 - 0.5) / 0.5
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.CrossEntropyLoss()(net(t), torch.arange(16) % 10).backward()
+        optimizer.step()
+    path = str(tmp_path / "from_torch.safetensors")
+    save_file(net.state_dict(), path)
+    params = checkpoint.import_state_dict(path, {"params": cifar10.init_params(
+        jax.random.key(0))})["params"]
+    np.testing.assert_allclose(jax_logits(params, x), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_or_damaged_files_are_clear_errors(trained, tmp_path):
+    template = {"params": trained}
+    sd = load_file(checkpoint.export_state_dict(str(tmp_path / "ok.safetensors"), template))
+    missing = {k: v for k, v in sd.items() if k != "fc2.bias"}
+    save_file(missing, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(CheckpointError, match="missing key 'fc2.bias'"):
+        checkpoint.import_state_dict(str(tmp_path / "missing.safetensors"), template)
+    save_file({**sd, "fc4.weight": sd["fc3.weight"].clone()}, str(tmp_path / "extra.safetensors"))
+    with pytest.raises(CheckpointError, match="unexpected keys \\['fc4.weight'\\]"):
+        checkpoint.import_state_dict(str(tmp_path / "extra.safetensors"), template)
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.safetensors: corrupt"):
+        checkpoint.import_state_dict(str(tmp_path / "cut.safetensors"), template)
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.import_state_dict(str(tmp_path / "absent.safetensors"), template)
