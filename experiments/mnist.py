@@ -30,8 +30,8 @@ import numpy as np
 import optax
 
 from experiments import cli
+from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
-from jaxnets import optim, plots, train
 from jaxnets.errors import DataUnavailable
 from jaxnets.models import SeedMLP
 
@@ -52,6 +52,10 @@ class Config:
     out: str = "runs/mnist"
     fallback: bool = True           # MNIST unavailable -> local Fashion-MNIST, with a notice
     progress: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
 
     def __post_init__(self):
         cli.check(self.dataset in ("mnist", "fashion_mnist"),
@@ -131,10 +135,16 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     run_steps = train.make_run_steps(train.make_train_step(loss_fn))
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
     sampler = D.ReplacementSampler(len(train_set), config.batch_size, data_key)
+    ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
+    state, train_key = ckpt.resume_or_start(state, train_key)
+    if ckpt.status:
+        print(ckpt.status)
     state, result = train.fit(state, run_steps, device_data, sampler, config.steps, train_key,
-                              chunk_size=min(config.steps, 1000), progress=config.progress,
-                              desc=f"mnist/{config.optimizer}")
-    losses = result["metrics"]["loss"]
+                              chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
+                              progress=config.progress, desc=f"mnist/{config.optimizer}",
+                              on_chunk=ckpt.on_chunk)
+    ckpt.finish(state)
+    losses = ckpt.metrics(result["metrics"])["loss"]    # all steps, also those before a resume
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
     final_loss = float(np.mean(losses[-50:]))
     metrics = {
@@ -177,6 +187,7 @@ def build_parser():
     p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="learning rate (1e-3)")
     cli.add_seed(p)
     cli.add_out(p, "runs/mnist")
+    cli.add_checkpoint(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -185,7 +196,8 @@ def to_config(args) -> Config:
     return Config(dataset=args.dataset or "mnist", data_dir=args.data_dir,
                   optimizer=args.optimizer, zero_grad=args.zero_grad, steps=args.steps,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
-                  fallback=args.dataset is None, progress=not args.no_progress)
+                  fallback=args.dataset is None, progress=not args.no_progress,
+                  **cli.checkpoint_args(args))
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -194,3 +200,60 @@ def test_checkpoint_dir_that_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(CheckpointError, match="not a folder"):
         _train(Config(checkpoint_dir=str(tmp_path / "f")), 20)
+
+
+# --- a real process, killed with SIGKILL in the middle of training, then resumed --------------
+
+MNIST = [sys.executable, "-m", "experiments.mnist", "--dataset", "fashion_mnist", "--steps",
+         "200", "--batch-size", "1000", "--checkpoint-every", "25", "--no-progress"]
+
+
+def _steps(directory) -> list[int]:
+    """Finalized checkpoint steps (orbax writes into a tmp folder and renames it when done)."""
+    try:
+        return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+    except FileNotFoundError:
+        return []
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
+    del fashion  # only asserts the local Fashion-MNIST install exists
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+    whole = subprocess.Popen(MNIST + ["--checkpoint-dir", str(tmp_path / "whole"), "--out",
+                                      str(tmp_path / "out_whole")],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(MNIST + ["--checkpoint-dir", str(tmp_path / "cut"), "--out",
+                                       str(tmp_path / "out_cut")],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _steps(tmp_path / "cut") and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    at_kill = _steps(tmp_path / "cut")
+    assert at_kill and max(at_kill) < 200, at_kill   # killed mid-run, after a checkpoint
+
+    resumed = subprocess.run(MNIST + ["--checkpoint-dir", str(tmp_path / "cut"), "--resume",
+                                      "--out", str(tmp_path / "out_cut")], check=False,
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    found = re.search(r"resumed from \S+ at step (\d+);", resumed.stdout)
+    # (a save in flight at the kill may have landed after the listing above)
+    assert found and max(at_kill) <= int(found.group(1)) < 200, resumed.stdout
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+
+    from experiments import mnist
+
+    template = mnist.init_state(mnist.Config(), jax.random.key(0))
+    a = checkpoint.restore_state(str(tmp_path / "whole"), template)
+    b = checkpoint.restore_state(str(tmp_path / "cut"), template)
+    assert int(a.step) == int(b.step) == 200
+    _assert_identical(a, b)
+    with open(tmp_path / "out_whole" / "metrics.json") as f:
+        ref = json.load(f)
+    with open(tmp_path / "out_cut" / "metrics.json") as f:
+        got = json.load(f)
+    assert got["losses"] == ref["losses"] and len(got["losses"]) == 200
+    assert got["test_accuracy"] == ref["test_accuracy"]
