@@ -97,6 +97,18 @@ def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
         return train_set, test_set, notice
 
 
+def make_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(init, data order, training) keys: all randomness of a run comes from its seed."""
+    init_key, data_key, train_key = jax.random.split(jax.random.key(seed), 3)
+    return init_key, data_key, train_key
+
+
+def sampler(config: Config, n: int, data_key: jax.Array) -> D.ReplacementSampler:
+    """Seed 000's batches: `np.random.randint(0, n, size=batch_size)` each step, as a pure
+    function of (data_key, step)."""
+    return D.ReplacementSampler(n, config.batch_size, data_key)
+
+
 def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train.TrainState:
     model = SeedMLP()
     params = model.init(key, jnp.zeros((1, num_features)))["params"]
@@ -117,29 +129,28 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         train_set, test_set, notice = load_data(config)
     else:
         train_set, test_set = data
-    say = print if config.progress else (lambda *a, **k: None)
     if notice:
         print(f"NOTICE: {notice}", file=sys.stderr)
-    init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    init_key, data_key, train_key = make_keys(config.seed)
     if state is None:
         state = init_state(config, init_key, int(np.prod(train_set.images.shape[1:])))
     rule = ("Adam" if config.optimizer == "adam" else
             "SGD, .grad zeroed each step (--zero-grad)" if config.zero_grad else
             "SGD as the seed wrote it: .grad is never zeroed, so each step subtracts "
             "lr * (sum of all gradients so far); --zero-grad for textbook SGD")
-    say(f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
+    print(f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
         f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
         f"lr {config.lr}")
 
     loss_fn = train.classification_loss(state.apply_fn, preprocess)
     run_steps = train.make_run_steps(train.make_train_step(loss_fn))
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
-    sampler = D.ReplacementSampler(len(train_set), config.batch_size, data_key)
+    order = sampler(config, len(train_set), data_key)
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
     state, train_key = ckpt.resume_or_start(state, train_key)
     if ckpt.status:
         print(ckpt.status)
-    state, result = train.fit(state, run_steps, device_data, sampler, config.steps, train_key,
+    state, result = train.fit(state, run_steps, device_data, order, config.steps, train_key,
                               chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
                               progress=config.progress, desc=f"mnist/{config.optimizer}",
                               on_chunk=ckpt.on_chunk)
@@ -163,13 +174,13 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     figure = "test accuracy" + ("" if train_set.name == "mnist" else
                                 f" (ours on {train_set.name}, tutorial's on mnist)")
-    say(cli.comparison([
+    print(cli.comparison([
         (figure, TUTORIAL_ACCURACY[config.optimizer], f"{100 * test['accuracy']:.2f}%"),
         ("final loss (mean of last 50 steps)", "-", f"{final_loss:.4f}"),
         ("compile / train seconds", "-",
          f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
     ]))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')} and {plot}")
+    print(f"wrote {os.path.join(config.out, 'metrics.json')} and {plot}")
     return metrics
 
 

@@ -1,0 +1,180 @@
+"""experiments.mnist (seed 000): the CLI, its outputs, bad input, and parity with the seed's
+own PyTorch code from the same initial weights and the same batch indices."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import make_idx_dir
+from experiments import mnist
+from jaxnets import train
+
+
+def test_run_writes_metrics_and_plot(tmp_path, fashion):
+    cfg = mnist.Config(dataset="fashion_mnist", optimizer="adam", steps=60, out=str(tmp_path),
+                       progress=False)
+    m = mnist.run(cfg, data=fashion)
+    saved = json.load(open(tmp_path / "metrics.json"))
+    for k in ("dataset", "optimizer", "steps", "test_accuracy", "final_loss", "losses",
+              "compile_seconds", "train_seconds"):
+        assert k in saved, k
+    assert saved["dataset"] == "fashion_mnist" and len(saved["losses"]) == 60
+    assert saved["final_loss"] == pytest.approx(np.mean(m["losses"][-50:]))
+    assert 0.3 < saved["test_accuracy"] <= 1.0  # 60 Adam steps already learn something
+    assert os.path.getsize(tmp_path / "loss_curve.png") > 1000
+
+
+def test_same_seed_same_run(tmp_path, fashion):
+    a = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=3, progress=False,
+                               out=str(tmp_path / "a")), data=fashion)
+    b = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=3, progress=False,
+                               out=str(tmp_path / "b")), data=fashion)
+    c = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=4, progress=False,
+                               out=str(tmp_path / "c")), data=fashion)
+    np.testing.assert_array_equal(a["losses"], b["losses"])
+    assert not np.array_equal(a["losses"], c["losses"])
+
+
+def test_cli_runs_on_a_data_dir(tmp_path, capsys):
+    d = make_idx_dir(str(tmp_path / "data"), n_train=300, n_test=50, gz=True)
+    out = tmp_path / "out"
+    code = mnist.main(["--data-dir", d, "--steps", "5", "--batch-size", "10", "--out", str(out),
+                       "--no-progress", "--zero-grad"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "about 70%" in printed and "--zero-grad" in printed
+    assert json.load(open(out / "metrics.json"))["zero_grad"] is True
+
+
+def test_falls_back_to_local_fashion_mnist_with_a_notice(tmp_path, capsys, monkeypatch):
+    # No MNIST anywhere (empty tfds dir, no network): the default command still runs, on the
+    # locally installed Fashion-MNIST, and says so.
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9/")  # closed port: fails fast
+    code = mnist.main(["--steps", "3", "--out", str(tmp_path / "o"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "NOTICE: MNIST is not available" in captured.err
+    assert "tutorial's figures are for MNIST" in captured.err
+    assert json.load(open(tmp_path / "o" / "metrics.json"))["dataset"] == "fashion_mnist"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["--batch-size", "0"], "must be at least 1"),
+    (["--batch-size", "-3"], "must be at least 1"),
+    (["--steps", "0"], "must be at least 1"),
+    (["--lr", "0"], "must be a finite number > 0"),
+    (["--lr=-1e-3"], "must be a finite number > 0"),
+    (["--lr", "abc"], "expected a positive number"),
+])
+def test_bad_flags_one_line_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        mnist.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_bad_data_one_line_exit_2(tmp_path, capsys):
+    code = mnist.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no mnist train files" in err[0]
+    d = make_idx_dir(str(tmp_path / "bad"))
+    with open(os.path.join(d, "train-images-idx3-ubyte"), "r+b") as f:
+        f.write(b"\x01\x02")
+    code = mnist.main(["--data-dir", d, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "bad magic number" in err[0]
+    assert not os.path.exists(tmp_path / "o" / "metrics.json")
+
+
+# ---------------------------------------------------------------- parity with the seed's PyTorch
+def _seed_000_in_torch(images, labels, idx, w1_init, w2_init, optimizer, lr):
+    """Seed 000's own loop, verbatim except for the injected weights and batch indices."""
+    import torch
+
+    def nn(x, w1, w2):
+        l1 = x @ w1
+        l1 = torch.relu(l1)
+        l2 = l1 @ w2
+        return l2
+
+    train_data = torch.from_numpy(np.ascontiguousarray(images[..., 0]))
+    train_labels = torch.from_numpy(np.array(labels))
+    w1 = torch.tensor(w1_init, requires_grad=True)
+    w2 = torch.tensor(w2_init, requires_grad=True)
+    lossfn = torch.nn.CrossEntropyLoss()
+    optim = torch.optim.Adam(params=[w1, w2], lr=lr) if optimizer == "adam" else None
+    res = []
+    for i in range(len(idx)):
+        rid = torch.from_numpy(idx[i].astype(np.int64))
+        x = train_data[rid].float().flatten(start_dim=1)
+        x /= x.max()
+        pred = nn(x, w1, w2)
+        target = train_labels[rid].long()
+        loss = lossfn(pred, target)
+        loss.backward()
+        if optim is None:
+            with torch.no_grad():  # the seed never zeroes .grad: it accumulates
+                w1 -= lr * w1.grad
+                w2 -= lr * w2.grad
+        else:
+            optim.step()
+            optim.zero_grad()
+        res.append(loss.item())
+    return np.array(res), w1.detach().numpy(), w2.detach().numpy()
+
+
+def _torch_accuracy(w1, w2, images, labels):
+    x = images.reshape(len(images), -1).astype(np.float32)
+    correct = 0
+    for s in range(0, len(x), 1000):  # the same per-batch max normalisation as ours
+        xb = x[s:s + 1000] / x[s:s + 1000].max()
+        correct += int(((np.maximum(xb @ w1, 0) @ w2).argmax(1) == labels[s:s + 1000]).sum())
+    return correct / len(x)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
+    train_set, test_set = fashion
+    cfg = mnist.Config(dataset="fashion_mnist", optimizer=optimizer, steps=2000,
+                       out=str(tmp_path), progress=False)
+    init_key, data_key, _ = mnist.make_keys(cfg.seed)
+    state = mnist.init_state(cfg, init_key)
+    w1, w2 = (np.asarray(state.params[k]) for k in ("w1", "w2"))
+    idx, _ = mnist.sampler(cfg, len(train_set), data_key).indices(0, cfg.steps)
+    ours = mnist.run(cfg, data=fashion, state=state)
+    ref, tw1, tw2 = _seed_000_in_torch(train_set.images, train_set.labels, idx, w1, w2,
+                                       optimizer, cfg.lr)
+    rel = np.abs(ours["losses"][:100] - ref[:100]) / np.abs(ref[:100])
+    assert rel.max() < 1e-4, rel.max()
+    torch_accs = [_torch_accuracy(tw1, tw2, test_set.images, test_set.labels)]
+    if optimizer == "sgd":
+        # The seed's never-zeroed SGD is chaotic in float32: torch itself, started from w1
+        # perturbed by 1e-7 relative noise (below float32 rounding of the matmuls), ends at
+        # 24.2% or ~26.4% on Fashion-MNIST (two basins; the losses agree to 1e-5 through step
+        # 500). One torch run cannot pin our final accuracy to a point, so compare with a small
+        # ensemble of such torch runs: ours must be within one point of one of them.
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            noisy = (w1 * (1 + 1e-7 * rng.standard_normal(w1.shape))).astype(np.float32)
+            _, a1, a2 = _seed_000_in_torch(train_set.images, train_set.labels, idx, noisy, w2,
+                                           optimizer, cfg.lr)
+            torch_accs.append(_torch_accuracy(a1, a2, test_set.images, test_set.labels))
+    gap = min(abs(ours["test_accuracy"] - a) for a in torch_accs)
+    assert gap <= 0.01, (ours["test_accuracy"], torch_accs)
+
+
+def test_init_is_torch_randn_distribution():
+    state = mnist.init_state(mnist.Config(), jax.random.key(0))
+    w1 = np.asarray(state.params["w1"])
+    assert w1.shape == (784, 200) and abs(w1.mean()) < 0.01 and abs(w1.std() - 1) < 0.01
+    assert "bias" not in str(jax.tree_util.tree_structure(state.params))
+    assert isinstance(state, train.TrainState) and state.step.dtype == jnp.int32
