@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
+import http.server
 import io
 import json
 import os
+import tarfile
+import threading
 
 import jax
 import numpy as np
@@ -254,3 +259,53 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="--momentum"):
         cifar10.Config(momentum=1.5)
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
+
+
+@contextlib.contextmanager
+def serve(directory: str):
+    """A quiet HTTP server on 127.0.0.1 serving `directory` (a stand-in for the CIFAR-10 host)."""
+    handler = type("Quiet", (http.server.SimpleHTTPRequestHandler,),
+                   {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(handler, directory=directory))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_runs_through_the_tfds_download_path(tmp_path, monkeypatch, capsys):
+    """No --data-dir: the experiment downloads cifar-10-binary.tar.gz through tensorflow-datasets
+    (here from a loopback mirror, with the mirror's checksums), then reads the tfds cache."""
+    batches = tmp_path / "build" / "cifar-10-batches-bin"
+    batches.mkdir(parents=True)
+    for i in range(1, 6):
+        cifar.write_batch(str(batches / f"data_batch_{i}.bin"), *make_images(8, i))
+    test_images, test_labels = make_images(8, 99)
+    cifar.write_batch(str(batches / "test_batch.bin"), test_images, test_labels)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with tarfile.open(mirror / cifar.ARCHIVE, "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-bin")
+    blob = (mirror / cifar.ARCHIVE).read_bytes()
+    (tmp_path / "checksums.tsv").write_text(
+        f"{cifar.ARCHIVE}\t{len(blob)}\t{hashlib.sha256(blob).hexdigest()}\n")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("JAXNETS_DATA_CHECKSUMS", str(tmp_path / "checksums.tsv"))
+    argv = ["--epochs", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    with serve(str(mirror)) as url:
+        monkeypatch.setenv("JAXNETS_DATA_MIRROR", url)
+        assert cifar10.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "40 train / 8 test images from tfds download" in printed
+    ground_truth = " ".join(f"{cifar.CLASS_NAMES[j]:5s}" for j in test_labels[:4])
+    assert f"GroundTruth:  {ground_truth}" in printed.splitlines()
+    assert "Accuracy of the network on the 8 test images: " in printed
+    # The mirror is gone: a second run reads the prepared tfds cache.
+    monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9")
+    assert cifar10.main(argv + ["--weights", str(tmp_path / "out" / "cifar_net.safetensors")]) == 0
+    assert "from tfds cache" in capsys.readouterr().out
