@@ -6,7 +6,7 @@ PyTorch's [out, in] / OIHW at the boundary. `torch_init=False` gives Flax's defa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

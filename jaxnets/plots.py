@@ -6,7 +6,7 @@ matplotlib with the Agg backend: no display needed. Each function writes a file 
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -16,7 +16,8 @@ Files: safetensors (no pickle) both ways; PyTorch `.pth` is read with
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from flax import traverse_util

@@ -19,7 +19,8 @@ A loss function has the signature
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,7 @@ class TrainState(struct.PyTreeNode):
 
     @classmethod
     def create(cls, apply_fn: Callable, params: Any, tx: optax.GradientTransformation,
-               model_state: Any = None) -> "TrainState":
+               model_state: Any = None) -> TrainState:
         # step is an int32 array, not a Python int: a Python int would be a different (weakly
         # typed) input on the first call and make jit compile twice.
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),

@@ -9,8 +9,8 @@ import tarfile
 import jax
 import numpy as np
 import pytest
-
 from conftest import FASHION_DIR, make_idx_dir, write_idx
+
 from jaxnets import data
 from jaxnets.data import cifar, idx
 from jaxnets.errors import ConfigError, DataError, DataUnavailable
@@ -78,8 +78,10 @@ def test_truncated(tmp_path):
 def test_truncated_gzip(tmp_path):
     d = make_idx_dir(str(tmp_path), gz=True)
     path = os.path.join(d, "train-images-idx3-ubyte.gz")
-    raw = open(path, "rb").read()
-    open(path, "wb").write(raw[: len(raw) // 2])
+    with open(path, "rb") as f:
+        raw = f.read()
+    with open(path, "wb") as f:
+        f.write(raw[: len(raw) // 2])
     with pytest.raises(DataError, match="corrupt or truncated gzip"):
         data.load("mnist", "train", d)
 

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import make_idx_dir
+
 from experiments import mnist
 from jaxnets import train
 
@@ -20,7 +20,7 @@ def test_run_writes_metrics_and_plot(tmp_path, fashion):
     cfg = mnist.Config(dataset="fashion_mnist", optimizer="adam", steps=60, out=str(tmp_path),
                        progress=False)
     m = mnist.run(cfg, data=fashion)
-    saved = json.load(open(tmp_path / "metrics.json"))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
     for k in ("dataset", "optimizer", "steps", "test_accuracy", "final_loss", "losses",
               "compile_seconds", "train_seconds"):
         assert k in saved, k
@@ -49,7 +49,7 @@ def test_cli_runs_on_a_data_dir(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "about 70%" in printed and "--zero-grad" in printed
-    assert json.load(open(out / "metrics.json"))["zero_grad"] is True
+    assert json.loads((out / "metrics.json").read_text())["zero_grad"] is True
 
 
 def test_falls_back_to_local_fashion_mnist_with_a_notice(tmp_path, capsys, monkeypatch):
@@ -62,7 +62,7 @@ def test_falls_back_to_local_fashion_mnist_with_a_notice(tmp_path, capsys, monke
     assert code == 0
     assert "NOTICE: MNIST is not available" in captured.err
     assert "tutorial's figures are for MNIST" in captured.err
-    assert json.load(open(tmp_path / "o" / "metrics.json"))["dataset"] == "fashion_mnist"
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["dataset"] == "fashion_mnist"
 
 
 @pytest.mark.parametrize("argv, message", [

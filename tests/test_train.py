@@ -18,7 +18,7 @@ def _setup(n=64, tx=None, seed=0):
     model = SeedMLP(hidden=16)
     params = model.init(jax.random.key(seed), jnp.zeros((1, 784)))["params"]
     state = train.TrainState.create(model.apply, params, tx or optim.accumulating_sgd(1e-3))
-    pre = lambda x: data.divide_by_batch_max(data.flatten(x))  # noqa: E731
+    pre = lambda x: data.divide_by_batch_max(data.flatten(x))
     return arrays, state, train.classification_loss(model.apply, pre)
 
 
@@ -97,7 +97,7 @@ def test_accumulating_sgd_subtracts_the_running_sum():
 
 def test_evaluate_pads_the_last_batch():
     arrays, state, _ = _setup(n=25)
-    pre = lambda x: data.flatten(x).astype(jnp.float32) / 255.0  # noqa: E731
+    pre = lambda x: data.flatten(x).astype(jnp.float32) / 255.0
     out = train.evaluate(state, arrays["image"], arrays["label"], pre, batch_size=10)
     direct = state.apply_fn({"params": state.params}, pre(arrays["image"]))
     np.testing.assert_allclose(out["logits"], direct, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,7 @@ PyTorch boundary (state_dict exchange, parity tests).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 
