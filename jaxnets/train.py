@@ -153,7 +153,7 @@ def fit(
     start = int(state.step)
     history: dict[str, list] = {}
     timings = []
-    bar = tqdm(total=num_steps, initial=start, desc=desc, disable=not progress, leave=False,
+    bar = tqdm(total=num_steps, initial=start, desc=desc, disable=None if progress else True, leave=False,  # None: off when not a tty
                unit="step")
     step = start
     while step < num_steps:
@@ -168,7 +168,8 @@ def fit(
         step += count
         bar.update(count)
         if on_chunk is not None:
-            on_chunk(state, metrics)
+            with tqdm.external_write_mode():  # prints from on_chunk do not tear the bar
+                on_chunk(state, metrics)
     bar.close()
     total = sum(t for _, t in timings)
     compile_s = 0.0
