@@ -153,8 +153,9 @@ def fit(
     start = int(state.step)
     history: dict[str, list] = {}
     timings = []
-    bar = tqdm(total=num_steps, initial=start, desc=desc, disable=None if progress else True, leave=False,  # None: off when not a tty
-               unit="step")
+    # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes).
+    bar = tqdm(total=num_steps, initial=start, desc=desc, disable=None if progress else True,
+               leave=False, unit="step")
     step = start
     while step < num_steps:
         count = min(chunk_size, num_steps - step)
