@@ -163,7 +163,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
             for epoch, i, value in running_losses(np.asarray(seen), spe, config.print_every,
                                                   start):
                 prints.append((epoch, i, value))
-                print(f"[{epoch}, {i:5d}] loss: {value:.3f}")
+                print(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
 
         device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
         loss_fn = train.classification_loss(state.apply_fn, preprocess)
