@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,7 +56,15 @@ def _config_dict(config: Any) -> dict:
 
 
 def _experiment_name(config: Any) -> str:
-    return type(config).__module__ if dataclasses.is_dataclass(config) else "unknown"
+    """The module defining the config's class, e.g. 'experiments.mnist', also when it runs as
+    `python -m experiments.mnist` (then the class lives in '__main__')."""
+    if not dataclasses.is_dataclass(config):
+        return "unknown"
+    module = type(config).__module__
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None else module
+    return module
 
 
 def _path_str(path: tuple) -> str:

@@ -250,6 +250,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
     a = checkpoint.restore_state(str(tmp_path / "whole"), template)
     b = checkpoint.restore_state(str(tmp_path / "cut"), template)
     assert int(a.step) == int(b.step) == 200
+    # `python -m experiments.mnist` records the module's real name (not '__main__'), so a
+    # checkpoint written from the command line resumes in-process too, and vice versa.
+    with open(tmp_path / "cut" / "200" / "meta" / "metadata") as f:
+        assert json.load(f)["experiment"] == "experiments.mnist"
     _assert_identical(a, b)
     with open(tmp_path / "out_whole" / "metrics.json") as f:
         ref = json.load(f)
