@@ -202,7 +202,7 @@ def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
         np.testing.assert_allclose(ours[k].numpy(), v.numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
 
 
-def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path):
+def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys):
     """Epoch 1 with checkpoints, then --resume for 3 epochs: same weights, losses and prints."""
     out, metrics, lines = full_run
     ckpt = str(tmp_path / "ckpt")
@@ -219,6 +219,19 @@ def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path):
     assert np.array_equal(second["losses"], metrics["losses"])
     prints = [ln for ln in lines if ln.startswith(("[2,", "[3,"))]
     assert prints and prints == [ln for ln in second_lines if " loss: " in ln]
+
+    # From the command line: a used folder without --resume, or other settings, is one line on
+    # stderr and exit 2, and the checkpoints stay as they were.
+    before = sorted(os.listdir(ckpt))
+    argv = ["--data-dir", cifar_dir, "--epochs", "3", "--print-every", "20", "--no-progress",
+            "--checkpoint-dir", ckpt, "--checkpoint-every", "25", "--out", str(tmp_path / "c")]
+    assert cifar10.main(argv + ["--lr", "0.01"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds checkpoints (latest step 150); pass --resume" in err[0]
+    assert cifar10.main(argv + ["--resume", "--lr", "0.02"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings (lr 0.01 -> 0.02)" in err[0]
+    assert sorted(os.listdir(ckpt)) == before
 
 
 def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
@@ -258,6 +271,8 @@ def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
 def test_config_checks():
     with pytest.raises(ConfigError, match="--momentum"):
         cifar10.Config(momentum=1.5)
+    with pytest.raises(ConfigError, match="--resume needs --checkpoint-dir"):
+        cifar10.Config(resume=True)
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
 
 
