@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxnets import init as I
+from jaxnets.errors import ConfigError
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -38,13 +39,66 @@ class Linear(nn.Module):
         return y
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0)) -> jax.Array:
+CONV_IMPLS = ("auto", "lax", "patches")
+
+
+def conv_impl(impl: str = "auto") -> str:
+    """The convolution implementation `impl` stands for on the current default backend.
+
+    'auto' is 'patches' on CPU, where XLA's own convolution is slow (LeNet at batch 128 was
+    ~20x slower than PyTorch's oneDNN, slower still inside `lax.scan`), and 'lax' elsewhere
+    (cuDNN and TPU convolutions are the fast path there).
+    """
+    if impl not in CONV_IMPLS:
+        raise ConfigError(f"conv implementation must be one of {', '.join(CONV_IMPLS)}, "
+                          f"got {impl!r}")
+    if impl == "auto":
+        return "patches" if jax.default_backend() == "cpu" else "lax"
+    return impl
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0),
+           impl: str = "auto") -> jax.Array:
     """NHWC x HWIO convolution with PyTorch's symmetric zero padding (`padding=p` pads p on
-    each side; Flax's 'SAME'/'VALID' strings are not the same thing for even kernels)."""
+    each side; Flax's 'SAME'/'VALID' strings are not the same thing for even kernels).
+
+    `impl`: 'lax' (`lax.conv_general_dilated`), 'patches' (`conv2d_patches`: equal to 'lax'
+    up to float summation order) or 'auto' (see `conv_impl`).
+    """
+    if conv_impl(impl) == "patches":
+        return conv2d_patches(x, kernel, stride, padding)
     ph, pw = padding
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=stride, padding=((ph, ph), (pw, pw)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv2d_patches(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0)) -> jax.Array:
+    """`conv2d` as one matrix product over image patches (im2col), channels first inside.
+
+    The patches are built as P^T [kh*kw*C, N*Ho*Wo] from kh*kw strided slices of the input in
+    [C, N, H, W] layout (each slice copies whole rows, which XLA:CPU does at memory speed; the
+    NHWC order would interleave C=3 channels), and y^T [O, N*Ho*Wo] = K^T [O, kh*kw*C] @ P^T
+    is a single large matmul. Its gradient is two matmuls plus the sum of the shifted slices.
+    On CPU this is 3-10x faster than XLA's convolution; the numbers agree to float rounding.
+    """
+    kh, kw, cin, cout = kernel.shape
+    sh, sw = stride
+    ph, pw = padding
+    xt = jnp.transpose(x, (3, 0, 1, 2))                          # [C, N, H, W]
+    if ph or pw:
+        xt = jnp.pad(xt, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    _, n, h, w = xt.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d: input {x.shape[1:3]} (padded {h}x{w}) is smaller than the "
+                         f"kernel {kh}x{kw}")
+    cols = [xt[:, :, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    patches_t = jnp.stack(cols, 0).reshape(kh * kw * cin, n * ho * wo)   # rows ordered (i, j, c)
+    kernel_t = kernel.reshape(kh * kw * cin, cout).T                     # HWIO rows: (i, j, c)
+    y_t = (kernel_t @ patches_t).reshape(cout, n, ho, wo)
+    return jnp.transpose(y_t, (1, 2, 3, 0))
 
 
 class Conv2d(nn.Module):
@@ -56,6 +110,7 @@ class Conv2d(nn.Module):
     padding: int | Sequence[int] = 0
     use_bias: bool = True
     torch_init: bool = True
+    impl: str = "auto"              # 'auto', 'lax' or 'patches': see `conv2d` / `conv_impl`
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -64,7 +119,8 @@ class Conv2d(nn.Module):
         fan_in = cin * kh * kw
         kinit = I.torch_kernel_init if self.torch_init else I.flax_kernel_init
         kernel = self.param("kernel", kinit, (kh, kw, cin, self.features))
-        y = conv2d(x, kernel.astype(x.dtype), _pair(self.stride), _pair(self.padding))
+        y = conv2d(x, kernel.astype(x.dtype), _pair(self.stride), _pair(self.padding),
+                   self.impl)
         if self.use_bias:
             binit = I.torch_bias_init(fan_in) if self.torch_init else I.flax_bias_init
             y = y + self.param("bias", binit, (self.features,))
@@ -72,9 +128,45 @@ class Conv2d(nn.Module):
 
 
 def max_pool2d(x: jax.Array, size: int = 2, stride: int | None = None) -> jax.Array:
-    """F.max_pool2d(x, size) on NHWC (stride defaults to size, no padding: floor mode)."""
+    """F.max_pool2d(x, size) on NHWC (stride defaults to size, no padding: floor mode).
+
+    Non-overlapping windows (stride == size, the tutorials' pools) are computed as a max over
+    a reshape, with PyTorch's gradient: all of it to the first maximum of each window in
+    row-major order (`lax.reduce_window`'s gradient, a select-and-scatter, does the same but is
+    several times slower on CPU). Other strides use `lax.reduce_window`.
+    """
     stride = size if stride is None else stride
-    return nn.max_pool(x, (size, size), strides=(stride, stride), padding="VALID")
+    n, h, w, c = x.shape
+    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    if stride != size or ho < 1 or wo < 1:
+        return nn.max_pool(x, (size, size), strides=(stride, stride), padding="VALID")
+    x = x[:, : ho * size, : wo * size].reshape(n, ho, size, wo, size, c)
+    return _window_max(tuple(x[:, :, a, :, b] for a in range(size) for b in range(size)))
+
+
+@jax.custom_jvp
+def _window_max(parts: tuple[jax.Array, ...]) -> jax.Array:
+    """Elementwise max of the window positions `parts` (row-major order)."""
+    out = parts[0]
+    for p in parts[1:]:
+        out = jnp.maximum(out, p)
+    return out
+
+
+@_window_max.defjvp
+def _window_max_jvp(primals, tangents):
+    # The tangent of the first part equal to the max (NaN counts as the max, as in PyTorch):
+    # linear in the tangents, so reverse mode sends the whole cotangent to that one position.
+    (parts,), (dparts,) = primals, tangents
+    out = _window_max(parts)
+    taken = jnp.zeros(out.shape, bool)
+    dout = jnp.zeros(out.shape, out.dtype)
+    for p, dp in zip(parts, dparts):
+        hit = (p == out) | (jnp.isnan(p) & jnp.isnan(out))
+        pick = hit & ~taken
+        dout = jnp.where(pick, dp, dout)
+        taken = taken | hit
+    return out, dout
 
 
 def flatten_nchw(x: jax.Array) -> jax.Array:
