@@ -13,6 +13,7 @@ import pytest
 from conftest import make_idx_dir
 
 from experiments import mnist
+from experiments import pytorch_reference as ref
 from jaxnets import train
 
 
@@ -96,51 +97,6 @@ def test_bad_data_one_line_exit_2(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- parity with the seed's PyTorch
-def _seed_000_in_torch(images, labels, idx, w1_init, w2_init, optimizer, lr):
-    """Seed 000's own loop, verbatim except for the injected weights and batch indices."""
-    import torch
-
-    def nn(x, w1, w2):
-        l1 = x @ w1
-        l1 = torch.relu(l1)
-        l2 = l1 @ w2
-        return l2
-
-    train_data = torch.from_numpy(np.ascontiguousarray(images[..., 0]))
-    train_labels = torch.from_numpy(np.array(labels))
-    w1 = torch.tensor(w1_init, requires_grad=True)
-    w2 = torch.tensor(w2_init, requires_grad=True)
-    lossfn = torch.nn.CrossEntropyLoss()
-    optim = torch.optim.Adam(params=[w1, w2], lr=lr) if optimizer == "adam" else None
-    res = []
-    for i in range(len(idx)):
-        rid = torch.from_numpy(idx[i].astype(np.int64))
-        x = train_data[rid].float().flatten(start_dim=1)
-        x /= x.max()
-        pred = nn(x, w1, w2)
-        target = train_labels[rid].long()
-        loss = lossfn(pred, target)
-        loss.backward()
-        if optim is None:
-            with torch.no_grad():  # the seed never zeroes .grad: it accumulates
-                w1 -= lr * w1.grad
-                w2 -= lr * w2.grad
-        else:
-            optim.step()
-            optim.zero_grad()
-        res.append(loss.item())
-    return np.array(res), w1.detach().numpy(), w2.detach().numpy()
-
-
-def _torch_accuracy(w1, w2, images, labels):
-    x = images.reshape(len(images), -1).astype(np.float32)
-    correct = 0
-    for s in range(0, len(x), 1000):  # the same per-batch max normalisation as ours
-        xb = x[s:s + 1000] / x[s:s + 1000].max()
-        correct += int(((np.maximum(xb @ w1, 0) @ w2).argmax(1) == labels[s:s + 1000]).sum())
-    return correct / len(x)
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
     train_set, test_set = fashion
@@ -151,11 +107,11 @@ def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
     w1, w2 = (np.asarray(state.params[k]) for k in ("w1", "w2"))
     idx, _ = mnist.sampler(cfg, len(train_set), data_key).indices(0, cfg.steps)
     ours = mnist.run(cfg, data=fashion, state=state)
-    ref, tw1, tw2 = _seed_000_in_torch(train_set.images, train_set.labels, idx, w1, w2,
+    torch_losses, tw1, tw2 = ref.seed000_train(train_set.images, train_set.labels, idx, w1, w2,
                                        optimizer, cfg.lr)
-    rel = np.abs(ours["losses"][:100] - ref[:100]) / np.abs(ref[:100])
+    rel = np.abs(ours["losses"][:100] - torch_losses[:100]) / np.abs(torch_losses[:100])
     assert rel.max() < 1e-4, rel.max()
-    torch_accs = [_torch_accuracy(tw1, tw2, test_set.images, test_set.labels)]
+    torch_accs = [ref.seed000_accuracy(tw1, tw2, test_set.images, test_set.labels)]
     if optimizer == "sgd":
         # The seed's never-zeroed SGD is chaotic in float32: torch itself, started from w1
         # perturbed by 1e-7 relative noise (below float32 rounding of the matmuls), ends at
@@ -165,9 +121,9 @@ def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
         rng = np.random.default_rng(0)
         for _ in range(2):
             noisy = (w1 * (1 + 1e-7 * rng.standard_normal(w1.shape))).astype(np.float32)
-            _, a1, a2 = _seed_000_in_torch(train_set.images, train_set.labels, idx, noisy, w2,
+            _, a1, a2 = ref.seed000_train(train_set.images, train_set.labels, idx, noisy, w2,
                                            optimizer, cfg.lr)
-            torch_accs.append(_torch_accuracy(a1, a2, test_set.images, test_set.labels))
+            torch_accs.append(ref.seed000_accuracy(a1, a2, test_set.images, test_set.labels))
     gap = min(abs(ours["test_accuracy"] - a) for a in torch_accs)
     assert gap <= 0.01, (ours["test_accuracy"], torch_accs)
 
