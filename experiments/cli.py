@@ -78,7 +78,7 @@ def add_data(p: argparse.ArgumentParser, datasets: Sequence[str], default: str) 
                         "known local installs, then the tensorflow-datasets cache or download")
 
 
-def add_checkpoint(p: argparse.ArgumentParser, every: int = 1000) -> None:
+def add_checkpoint(p: argparse.ArgumentParser, every: int | None = 1000) -> None:
     """--checkpoint-dir, --resume, --checkpoint-every, --keep-checkpoints (jaxnets.checkpoint)."""
     g = p.add_argument_group("checkpoints")
     g.add_argument("--checkpoint-dir", default=None,
@@ -88,7 +88,9 @@ def add_checkpoint(p: argparse.ArgumentParser, every: int = 1000) -> None:
                    help="continue from the latest checkpoint in --checkpoint-dir (starts from "
                         "step 0 if there is none); the result equals an uninterrupted run")
     g.add_argument("--checkpoint-every", type=positive_int, default=every,
-                   help=f"steps between checkpoints (default {every}); the last one is always saved")
+                   help="steps between checkpoints (default "
+                        f"{'once per epoch' if every is None else every}); the last one is "
+                        "always saved")
     g.add_argument("--keep-checkpoints", type=positive_int, default=3,
                    help="how many of the latest checkpoints to keep (default 3)")
 

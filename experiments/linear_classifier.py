@@ -33,12 +33,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from experiments import cli
+from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
-from jaxnets import optim, plots, train
 from jaxnets.models import LinearClassifier, torch_repr
 
 # The tutorial prints no figure; these are the published baselines for a linear classifier
@@ -59,6 +58,10 @@ class Config:
     seed: int = 0
     out: str = "runs/linear_classifier"
     progress: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    checkpoint_every: int | None = None  # steps; None: once per epoch
+    keep_checkpoints: int = 3
 
     def __post_init__(self):
         cli.check(self.dataset in ("mnist", "fashion_mnist"),
@@ -89,7 +92,6 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
       data: (train, test) datasets; loaded through the data layer when None.
       params: starting parameters (tests pass PyTorch's); PyTorch's default init if None.
     """
-    say = print if config.progress else (lambda *a, **k: None)
     if data is None:
         data = (D.load(config.dataset, "train", config.data_dir),
                 D.load(config.dataset, "test", config.data_dir))
@@ -100,12 +102,12 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     sample = jnp.zeros((1, *train_set.images.shape[1:]), jnp.float32)
     if params is None:
         params = jax.jit(model.init)(keys["init"], sample)["params"]
-    say(torch_repr(model, sample))
+    print(torch_repr(model, sample))
     state = train.TrainState.create(model.apply, params,
                                     optim.sgd(config.lr, momentum=config.momentum))
     sampler = make_sampler(config, len(train_set))
     steps_per_epoch = sampler.steps_per_epoch
-    say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
+    print(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
         f"from {train_set.source}); {config.epochs} epochs of {steps_per_epoch} batches of "
         f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
 
@@ -113,34 +115,51 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     run_steps = train.make_run_steps(train.make_train_step(loss_fn))
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
     epochs: list[dict] = []
+    ckpt = checkpoint.Checkpoints.for_run(dataclasses.replace(
+        config, checkpoint_every=config.checkpoint_every or steps_per_epoch))
+    state, step_key = ckpt.resume_or_start(state, keys["step"])
+    if ckpt.status:
+        print(ckpt.status)
+    seen: dict[str, list] = {}  # this process's per-step metrics (ckpt adds the resumed ones)
 
-    def on_epoch(state, chunk):
+    def on_chunk(state, chunk):
+        ckpt.on_chunk(state, chunk)
+        for k, v in chunk.items():
+            seen.setdefault(k, []).append(v)
+        step = int(state.step)
+        if step % steps_per_epoch:
+            return
+        epoch = step // steps_per_epoch
+        history = ckpt.metrics({k: np.concatenate(v) for k, v in seen.items()})
         # Example-weighted means over the epoch (the short last batch counts for what it holds).
-        counts = sampler.indices(len(epochs) * steps_per_epoch, steps_per_epoch)[1].sum(axis=1)
-        loss = float(np.sum(chunk["loss"] * counts) / counts.sum())
-        acc = float(np.sum(chunk["accuracy"] * counts) / counts.sum())
+        counts = sampler.indices((epoch - 1) * steps_per_epoch, steps_per_epoch)[1].sum(axis=1)
+        loss = float(np.sum(history["loss"][-steps_per_epoch:] * counts) / counts.sum())
+        acc = float(np.sum(history["accuracy"][-steps_per_epoch:] * counts) / counts.sum())
         test_acc = train.evaluate(state, test_set.images, test_set.labels, preprocess)["accuracy"]
-        epochs.append({"epoch": len(epochs) + 1, "loss": loss, "train_accuracy": acc,
+        epochs.append({"epoch": epoch, "loss": loss, "train_accuracy": acc,
                        "test_accuracy": test_acc})
-        if config.progress:  # tqdm.write keeps the progress bar below the printed lines
-            tqdm.write(f"Epoch [{len(epochs)}/{config.epochs}], Loss: {loss:.4f}, "
-                       f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%")
+        print(f"Epoch [{epoch}/{config.epochs}], Loss: {loss:.4f}, "
+              f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%",
+              flush=True)
 
     state, result = train.fit(state, run_steps, device_data, sampler,
-                              config.epochs * steps_per_epoch, keys["step"],
-                              chunk_size=steps_per_epoch, progress=config.progress,
-                              desc="linear_classifier", on_chunk=on_epoch)
+                              config.epochs * steps_per_epoch, step_key,
+                              chunk_size=ckpt.chunk_size(steps_per_epoch),
+                              progress=config.progress, desc="linear_classifier",
+                              on_chunk=on_chunk)
+    ckpt.finish(state)
+    losses = ckpt.metrics(result["metrics"])["loss"]  # all steps, also those before a resume
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
     cm = M.confusion_matrix(test_set.labels, M.predictions(test["logits"]), classes)
     per_class = M.per_class_accuracy(cm)
     for name, acc in zip(train_set.class_names, per_class):
-        say(f"  accuracy of {name:>12s}: {100 * acc:5.1f}%")
+        print(f"  accuracy of {name:>12s}: {100 * acc:5.1f}%")
 
     os.makedirs(config.out, exist_ok=True)
     plot_cm = plots.confusion_matrix(cm, train_set.class_names,
                                      os.path.join(config.out, "confusion_matrix.png"),
                                      title=f"{train_set.name}: linear classifier (test set)")
-    plot_loss = plots.loss_curve(result["metrics"]["loss"],
+    plot_loss = plots.loss_curve(losses,
                                  os.path.join(config.out, "loss_curve.png"),
                                  title="linear classifier: training loss per step")
     tutorial_text, _ = BASELINE[train_set.name if train_set.name in BASELINE else "mnist"]
@@ -150,18 +169,19 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
         "seed": config.seed, "per_epoch": epochs, "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(train_set.class_names, per_class)),
-        "confusion_matrix": cm, "losses": result["metrics"]["loss"],
+        "confusion_matrix": cm, "losses": losses,
         "compile_seconds": result["compile_seconds"], "train_seconds": result["train_seconds"],
         "baseline": tutorial_text, "plots": [plot_cm, plot_loss],
     }
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    say(cli.comparison([
+    print(cli.comparison([
         ("test accuracy", tutorial_text, f"{100 * test['accuracy']:.2f}%"),
-        ("final epoch loss", "- (not printed)", f"{epochs[-1]['loss']:.4f}"),
+        ("final epoch loss", "- (not printed)",
+         f"{epochs[-1]['loss']:.4f}" if epochs else "- (already trained: resumed at the end)"),
         ("compile / train seconds", "-",
          f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
     ]))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')}, {plot_cm} and {plot_loss}")
+    print(f"wrote {os.path.join(config.out, 'metrics.json')}, {plot_cm} and {plot_loss}")
     return metrics
 
 
@@ -175,14 +195,16 @@ def build_parser():
                    help="SGD momentum, PyTorch semantics (0.9)")
     cli.add_seed(p)
     cli.add_out(p, "runs/linear_classifier")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or printing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli.add_checkpoint(p, every=None)
     return p
 
 
 def to_config(args) -> Config:
     return Config(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                  seed=args.seed, out=args.out, progress=not args.no_progress)
+                  seed=args.seed, out=args.out, progress=not args.no_progress,
+                  **cli.checkpoint_args(args))
 
 
 def main(argv=None) -> int:

@@ -123,3 +123,25 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
                    "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--data-dir" in err
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, fashion):
+    """--checkpoint-dir / --resume: 1 epoch, then resume to 3, equals 3 epochs in one go."""
+    import dataclasses as dc
+
+    import jaxnets.data as D
+    from experiments import linear_classifier as lc
+
+    train_set, test_set = fashion
+    small = (dc.replace(train_set, images=train_set.images[:500], labels=train_set.labels[:500]),
+             dc.replace(test_set, images=test_set.images[:200], labels=test_set.labels[:200]))
+    assert isinstance(small[0], D.Dataset)
+    base = {"batch_size": 64, "progress": False}
+    full = lc.run(lc.Config(epochs=3, out=str(tmp_path / "full"), **base), data=small)
+    ckdir = str(tmp_path / "ck")
+    lc.run(lc.Config(epochs=1, out=str(tmp_path / "a"), checkpoint_dir=ckdir, **base), data=small)
+    resumed = lc.run(lc.Config(epochs=3, out=str(tmp_path / "b"), checkpoint_dir=ckdir,
+                               resume=True, **base), data=small)
+    np.testing.assert_array_equal(resumed["losses"], full["losses"])
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert [e["epoch"] for e in resumed["per_epoch"]] == [2, 3]
