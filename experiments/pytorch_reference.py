@@ -59,31 +59,68 @@ def seed000_accuracy(w1: np.ndarray, w2: np.ndarray, images: np.ndarray, labels:
     return correct / len(x)
 
 
-def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Seed 003's training_loop with its hand-derived grad_fn. Returns (params, losses)."""
+# Seed 003's functions, verbatim; they take torch tensors.
+def thermo_model(t_u, w, b):
+    return w * t_u + b
+
+
+def thermo_loss_fn(t_p, t_c):
+    squared_diffs = (t_p - t_c) ** 2
+    return squared_diffs.mean()
+
+
+def thermo_grad_fn(t_u, t_c, t_p, w, b):
     import torch
 
-    t_u, t_c = torch.tensor(t_u), torch.tensor(t_c)
-    params = torch.tensor(params)
+    dloss_dtp = 2 * (t_p - t_c) / t_p.size(0)
+    return torch.stack([(dloss_dtp * t_u).sum(), (dloss_dtp * 1.0).sum()])
 
-    def model(t_u, w, b):
-        return w * t_u + b
 
-    def loss_fn(t_p, t_c):
-        squared_diffs = (t_p - t_c) ** 2
-        return squared_diffs.mean()
+def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
+    """Seed 003's training_loop with its hand-derived grad_fn (the book's intended indentation).
 
-    def grad_fn(t_u, t_c, t_p, w, b):
-        dloss_dtp = 2 * (t_p - t_c) / t_p.size(0)
-        return torch.stack([(dloss_dtp * t_u).sum(), (dloss_dtp * 1.0).sum()])
+    Returns torch tensors (params, losses[n], params after each epoch [n, 2], grads [n, 2]).
+    """
+    import torch
 
-    losses = []
+    t_u, t_c, params = torch.as_tensor(t_u), torch.as_tensor(t_c), torch.as_tensor(params)
+    losses, history, grads = [], [], []
     for _ in range(1, n_epochs + 1):
         w, b = params
-        t_p = model(t_u, w, b)
-        loss = loss_fn(t_p, t_c)
-        grad = grad_fn(t_u, t_c, t_p, w, b)
+        t_p = thermo_model(t_u, w, b)
+        loss = thermo_loss_fn(t_p, t_c)
+        grad = thermo_grad_fn(t_u, t_c, t_p, w, b)
         params = params - learning_rate * grad
-        losses.append(float(loss))
-    return params.numpy(), np.array(losses)
+        losses.append(loss)
+        history.append(params)
+        grads.append(grad)
+    return params, torch.stack(losses), torch.stack(history), torch.stack(grads)
+
+
+def tutorial_net(in_channels: int = 3):
+    """A fresh instance of the blitz tutorial's `Net` (seed 001), verbatim but for in_channels
+    (3 for CIFAR-10; 1 for the neural-network section's 32x32 LeNet)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, 6, 5)
+            self.pool = nn.MaxPool2d(2, 2)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1 = nn.Linear(16 * 5 * 5, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = torch.flatten(x, 1)  # flatten all dimensions except batch
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            x = self.fc3(x)
+            return x
+
+    return Net()

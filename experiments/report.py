@@ -125,7 +125,8 @@ def _thermometer(config: Config, out: str) -> tuple[dict, list[Row]]:
     if torch_available(config):
         from experiments import pytorch_reference as ref
 
-        torch_params, torch_losses = ref.thermometer_loop(100, 1e-4, [1.0, 0.0], T.T_U, T.T_C)
+        params, losses, _, _ = ref.thermometer_loop(100, 1e-4, [1.0, 0.0], T.T_U, T.T_C)
+        torch_params, torch_losses = params.numpy(), losses.numpy()
     tut = m["tutorial"]
     rows = [row("thermometer", "initial loss", "1763.8846", fmt(m["initial_loss"]),
                 STATUS_MATCH if close(m["initial_loss"], 1763.8846, 1e-6) else STATUS_DIFF,

@@ -17,11 +17,11 @@ import jax
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
 from experiments import cifar10
+from experiments import pytorch_reference as ref
 from jaxnets import data as D
 from jaxnets import torch_io
 from jaxnets.data import cifar
@@ -31,26 +31,7 @@ from jaxnets.errors import ConfigError
 N_FILE, N_TEST, STEPS_PER_EPOCH = 40, 40, 50
 
 
-class Net(nn.Module):
-    """The tutorial's CIFAR-10 network, verbatim."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        x = self.fc3(x)
-        return x
+Net = ref.tutorial_net  # the tutorial's CIFAR-10 network, verbatim
 
 
 # One well-separated colour per class (RGB cube corners, grey, orange).

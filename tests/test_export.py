@@ -9,9 +9,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn import functional as F
 
 from experiments import cifar10
+from experiments import pytorch_reference as ref
 from jaxnets import checkpoint, train
 from jaxnets import data as D
 from jaxnets.errors import CheckpointError
@@ -23,26 +23,7 @@ TUTORIAL_KEYS = {  # Net().state_dict() of the CIFAR-10 tutorial: names and PyTo
 }
 
 
-class Net(nn.Module):
-    """The tutorial's CIFAR-10 network, verbatim."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        x = self.fc3(x)
-        return x
+Net = ref.tutorial_net  # the tutorial's CIFAR-10 network, verbatim
 
 
 def images(n: int, seed: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import optax
 import pytest
 import torch
 
+from experiments import pytorch_reference as ref
 from experiments import thermometer as E
 from jaxnets import optim
 from jaxnets import thermometer as thermo
@@ -20,32 +21,8 @@ T_C = torch.tensor(thermo.T_C)
 T_U = torch.tensor(thermo.T_U)
 
 
-def model(t_u, w, b):
-    return w * t_u + b
-
-
-def loss_fn(t_p, t_c):
-    squared_diffs = (t_p - t_c) ** 2
-    return squared_diffs.mean()
-
-
-def grad_fn(t_u, t_c, t_p, w, b):
-    dloss_dtp = 2 * (t_p - t_c) / t_p.size(0)
-    return torch.stack([(dloss_dtp * t_u).sum(), (dloss_dtp * 1.0).sum()])
-
-
-def torch_training_loop(n_epochs, learning_rate, params, t_u, t_c):
-    losses, history, grads = [], [], []
-    for _ in range(1, n_epochs + 1):
-        w, b = params
-        t_p = model(t_u, w, b)
-        loss = loss_fn(t_p, t_c)
-        grad = grad_fn(t_u, t_c, t_p, w, b)
-        params = params - learning_rate * grad
-        losses.append(loss)
-        history.append(params)
-        grads.append(grad)
-    return params, torch.stack(losses), torch.stack(history), torch.stack(grads)
+model, loss_fn, grad_fn = ref.thermo_model, ref.thermo_loss_fn, ref.thermo_grad_fn
+torch_training_loop = ref.thermometer_loop
 
 
 def torch_optimizer_loop(optimizer_cls, lr, n_epochs, t_u):
