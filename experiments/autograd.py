@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from experiments import cli
-from experiments.tensors import (
+from experiments.tour import (
     Context,
     Section,
     check_section,

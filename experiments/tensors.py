@@ -15,8 +15,7 @@ Randomness takes explicit keys: section NAME uses `fold_in(key(--seed), crc32(NA
 section prints the same numbers alone or in the full tour. Writes metrics.json (each section's
 values) and the arrays saved by the `save` section into --out.
 
-This module also holds the tour machinery (`Section`, `run_tour`, `tour_parser`) that
-`experiments.autograd` reuses.
+The tour machinery (`Section`, `run_tour`, `tour_parser`) is in `experiments.tour`.
 """
 
 from __future__ import annotations
@@ -25,104 +24,22 @@ import dataclasses
 import io
 import os
 import sys
-import textwrap
-import zlib
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-
-# --- the tour machinery ------------------------------------------------------------------------
-
-
-class Context(NamedTuple):
-    """What a section gets: its own PRNG key and the output folder."""
-
-    key: jax.Array
-    out: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Section:
-    """One tour stop: `fn(ctx) -> (values, text)` mirrors the PyTorch snippet `torch`."""
-
-    name: str
-    torch: str
-    fn: Callable[[Context], tuple[dict, str]]
-
-
-def section_key(seed: int, name: str) -> jax.Array:
-    """The section's key: independent of which other sections run."""
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
-def check_section(section: str | None, sections: Sequence[Section]) -> None:
-    """ConfigError unless section is None or one of the table's names."""
-    names = [s.name for s in sections]
-    cli.check(section is None or section in names,
-              f"unknown --section {section!r}; choose one of: {', '.join(names)} (see --list)")
-
-
-def call(section: Section, seed: int = 0, out: str = "runs/tour") -> tuple[dict, str]:
-    """Run one section by itself (what tests do)."""
-    return section.fn(Context(section_key(seed, section.name), out))
-
-
-def heading(section: Section) -> str:
-    return f"=== [{section.name}] PyTorch: {section.torch} ==="
-
-
-def run_tour(name: str, sections: Sequence[Section], *, section: str | None, list_only: bool,
-             seed: int, out: str, progress: bool = True) -> dict:
-    """Print the chosen sections (or the list) and write metrics.json; returns {name: values}."""
-    say = print if progress else (lambda *a, **k: None)
-    check_section(section, sections)
-    if list_only:
-        width = max(len(s.name) for s in sections)
-        for s in sections:
-            say(f"  {s.name:<{width}}  {s.torch}")
-        return {}
-    results = {}
-    for s in sections:
-        if section not in (None, s.name):
-            continue
-        values, text = call(s, seed, out)
-        say(heading(s))
-        say(text.rstrip() + "\n")
-        results[s.name] = values
-    path = cli.write_json(os.path.join(out, "metrics.json"),
-                          {"experiment": name, "seed": seed, "sections": results})
-    say(f"wrote {path}")
-    return results
-
-
-def tour_parser(name: str, doc: str | None, sections: Sequence[Section]):
-    p = cli.parser(name, doc)
-    p.add_argument("--section", default=None, metavar="NAME",
-                   help="run one section only: " + ", ".join(s.name for s in sections))
-    p.add_argument("--list", action="store_true", help="list the sections and exit")
-    cli.add_seed(p)
-    cli.add_out(p, f"runs/{name}")
-    return p
-
-
-def show(code: str, value: Any) -> str:
-    """`code` and its value, the way a notebook cell shows `Out[]` (strings as they are)."""
-    shown = value if isinstance(value, str) else repr(value)
-    return f">>> {code}\n{textwrap.indent(shown, '    ')}"
-
-
-def note(text: str) -> str:
-    return textwrap.fill(text, 96, initial_indent="note: ", subsequent_indent="      ")
-
-
-def text(*parts: str) -> str:
-    return "\n".join(parts)
-
+from experiments.tour import (
+    Context,
+    Section,
+    check_section,
+    note,
+    run_tour,
+    show,
+    text,
+    tour_parser,
+)
 
 # --- dtypes --------------------------------------------------------------------------------------
 

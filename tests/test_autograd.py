@@ -11,7 +11,7 @@ import torch
 from torch.autograd import Variable
 
 from experiments import autograd as A
-from experiments.tensors import call
+from experiments.tour import call
 from jaxnets import optim
 from jaxnets import thermometer as thermo
 from jaxnets.errors import ConfigError

@@ -15,12 +15,13 @@ import scipy.stats
 import torch
 
 from experiments import tensors as T
+from experiments import tour
 from jaxnets.errors import ConfigError
 
 
 def values(name, seed=0, out="runs/test_tensors"):
     section = next(s for s in T.SECTIONS if s.name == name)
-    vals, text = T.call(section, seed, out)
+    vals, text = tour.call(section, seed, out)
     assert text.strip()
     return vals
 
