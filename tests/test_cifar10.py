@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
-import http.server
 import io
 import json
 import os
 import tarfile
-import threading
 
 import jax
 import numpy as np
 import pytest
 import torch
+from loopback import serve
 from safetensors.torch import load_file
 from torch import nn
 
@@ -255,23 +253,6 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="--resume needs --checkpoint-dir"):
         cifar10.Config(resume=True)
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
-
-
-@contextlib.contextmanager
-def serve(directory: str):
-    """A quiet HTTP server on 127.0.0.1 serving `directory` (a stand-in for the CIFAR-10 host)."""
-    handler = type("Quiet", (http.server.SimpleHTTPRequestHandler,),
-                   {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(handler, directory=directory))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_runs_through_the_tfds_download_path(tmp_path, monkeypatch, capsys):
