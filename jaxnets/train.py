@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
-from jaxnets import losses
+from jaxnets import losses, parallel
 from jaxnets.data.batching import gather
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
@@ -93,11 +94,15 @@ def jit_train_step(loss_fn: LossFn) -> Callable:
     return jax.jit(make_train_step(loss_fn))
 
 
-def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = None) -> Callable:
+def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = None,
+                   mesh: Mesh | None = None) -> Callable:
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])` in one jit.
 
     `data` is a dict of whole-dataset arrays resident on the device; batch t is gathered inside
     the graph. The per-step key is fold_in(key, global step), so chunking does not change results.
+    With a `mesh` (`jaxnets.parallel.make_mesh`), each batch stays split over its devices and
+    the state stays replicated: data parallel training with the same `train_step` (pass the
+    same mesh to `fit`, which places the inputs).
     """
 
     def run_steps(state, data, idx, mask, key):
@@ -105,9 +110,14 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
             i, m = xs
             batch = gather(data, i)
             batch["mask"] = m
+            if mesh is not None:
+                batch = parallel.constrain_batch(batch, mesh)
             if preprocess_batch is not None:
                 batch = preprocess_batch(batch)
-            return train_step(state, batch, jax.random.fold_in(key, state.step))
+            state, metrics = train_step(state, batch, jax.random.fold_in(key, state.step))
+            if mesh is not None:
+                state = parallel.constrain_replicated(state, mesh)
+            return state, metrics
 
         return jax.lax.scan(body, state, (idx, mask))
 
@@ -128,6 +138,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     on_chunk: Callable[[TrainState, dict], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[TrainState, dict]:
     """Train from `state.step` up to `num_steps` total steps, `chunk_size` steps per jit call.
 
@@ -142,6 +153,9 @@ def fit(
       progress: show a tqdm bar.
       on_chunk: called after each chunk with (state, that chunk's metrics as numpy), e.g. to
         print running losses or save a checkpoint.
+      mesh: data parallel over this device mesh (`jaxnets.parallel`; `run_steps` built with the
+        same mesh): state, data and key are replicated on its devices, each batch split over
+        them. The batch size must be a multiple of the mesh size (ConfigError otherwise).
 
     Returns:
       (final state, {'metrics': {name: np.ndarray over the steps run}, 'compile_seconds',
@@ -151,6 +165,8 @@ def fit(
     from tqdm.auto import tqdm
 
     start = int(state.step)
+    if mesh is not None:
+        state, data, key = parallel.replicate((state, data, key), mesh)
     history: dict[str, list] = {}
     timings = []
     # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes).
@@ -160,6 +176,9 @@ def fit(
     while step < num_steps:
         count = min(chunk_size, num_steps - step)
         idx, mask = sampler.indices(step, count)
+        if mesh is not None:
+            parallel.check_batch_size(idx.shape[-1], mesh)
+            idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
         t0 = time.perf_counter()
         state, metrics = run_steps(state, data, idx, mask, key)
         metrics = jax.device_get(metrics)
