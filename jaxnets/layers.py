@@ -140,33 +140,30 @@ def max_pool2d(x: jax.Array, size: int = 2, stride: int | None = None) -> jax.Ar
     ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
     if stride != size or ho < 1 or wo < 1:
         return nn.max_pool(x, (size, size), strides=(stride, stride), padding="VALID")
-    x = x[:, : ho * size, : wo * size].reshape(n, ho, size, wo, size, c)
-    return _window_max(tuple(x[:, :, a, :, b] for a in range(size) for b in range(size)))
+    return _window_max(x[:, : ho * size, : wo * size].reshape(n, ho, size, wo, size, c))
 
 
 @jax.custom_jvp
-def _window_max(parts: tuple[jax.Array, ...]) -> jax.Array:
-    """Elementwise max of the window positions `parts` (row-major order)."""
-    out = parts[0]
-    for p in parts[1:]:
-        out = jnp.maximum(out, p)
-    return out
+def _window_max(x: jax.Array) -> jax.Array:
+    """Max of [N, Ho, k, Wo, k, C] over the window axes 2 and 4."""
+    return jnp.max(x, axis=(2, 4))
 
 
 @_window_max.defjvp
 def _window_max_jvp(primals, tangents):
-    # The tangent of the first part equal to the max (NaN counts as the max, as in PyTorch):
-    # linear in the tangents, so reverse mode sends the whole cotangent to that one position.
-    (parts,), (dparts,) = primals, tangents
-    out = _window_max(parts)
-    taken = jnp.zeros(out.shape, bool)
-    dout = jnp.zeros(out.shape, out.dtype)
-    for p, dp in zip(parts, dparts):
-        hit = (p == out) | (jnp.isnan(p) & jnp.isnan(out))
-        pick = hit & ~taken
-        dout = jnp.where(pick, dp, dout)
-        taken = taken | hit
-    return out, dout
+    # The tangent of each window's first maximum in row-major order (NaN counts as the maximum,
+    # as in PyTorch): linear in the tangent, so reverse mode sends the whole cotangent to that
+    # one position. Written as a masked sum over the window axes so that its transpose is a
+    # broadcast-and-select XLA keeps in one cheap fusion.
+    (x,), (dx,) = primals, tangents
+    out = jnp.max(x, axis=(2, 4))
+    top = jnp.expand_dims(out, (2, 4))
+    hit = (x == top) | (jnp.isnan(x) & jnp.isnan(top))
+    k = x.shape[2]
+    pos = (jax.lax.broadcasted_iota(jnp.int32, x.shape, 2) * k
+           + jax.lax.broadcasted_iota(jnp.int32, x.shape, 4))
+    first = jnp.min(jnp.where(hit, pos, k * k), axis=(2, 4), keepdims=True)
+    return out, jnp.sum(jnp.where(pos == first, dx, 0), axis=(2, 4))
 
 
 def flatten_nchw(x: jax.Array) -> jax.Array:
