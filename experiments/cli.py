@@ -157,3 +157,40 @@ def main(
         print(f"{p.prog}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+# --- data parallel (--devices) --------------------------------------------------------------------
+
+def add_devices(p: argparse.ArgumentParser) -> None:
+    """--devices N (data parallel over N devices) and the multi-host flags."""
+    p.add_argument("--devices", type=positive_int, default=1,
+                   help="train data parallel on N devices: the batch is split over them, the "
+                        "parameters replicated (default 1); the batch size must divide by N")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host: process 0's address for jax.distributed.initialize (run "
+                        "the same command on every host with its --process-id)")
+    p.add_argument("--num-processes", type=positive_int, default=None,
+                   help="multi-host: number of processes (hosts)")
+    p.add_argument("--process-id", type=int, default=None,
+                   help="multi-host: this process's index, 0 .. num-processes - 1")
+
+
+def init_devices(args: argparse.Namespace) -> int:
+    """Multi-host setup when --coordinator is given (before any jax computation); returns
+    --devices. Call it from `to_config`."""
+    if args.coordinator is not None:
+        from jaxnets import parallel
+
+        check(args.num_processes is not None and args.process_id is not None,
+              "--coordinator needs --num-processes and --process-id")
+        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    return args.devices
+
+
+def device_mesh(devices: int):
+    """The data parallel mesh for `devices` (None for 1: plain single-device training)."""
+    if devices == 1:
+        return None
+    from jaxnets import parallel
+
+    return parallel.make_mesh(devices)

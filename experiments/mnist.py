@@ -3,6 +3,7 @@
     python -m experiments.mnist                      # the seed's SGD (gradients never zeroed)
     python -m experiments.mnist --optimizer adam     # the seed's Adam version
     python -m experiments.mnist --zero-grad          # textbook SGD instead of the seed's quirk
+    python -m experiments.mnist --devices 4          # data parallel over 4 devices (see jaxnets.parallel)
 
 The recipe: w1 = randn(784, 200), w2 = randn(200, 10), no biases, `relu(x @ w1) @ w2`,
 CrossEntropyLoss, lr 1e-3, 2000 iterations of 100 training images drawn with replacement, each
@@ -30,7 +31,7 @@ import numpy as np
 import optax
 
 from experiments import cli
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import checkpoint, optim, parallel, plots, train
 from jaxnets import data as D
 from jaxnets.errors import DataUnavailable
 from jaxnets.models import SeedMLP
@@ -56,6 +57,7 @@ class Config:
     resume: bool = False
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    devices: int = 1                # data parallel over this many devices (--devices)
 
     def __post_init__(self):
         cli.check(self.dataset in ("mnist", "fashion_mnist"),
@@ -65,6 +67,9 @@ class Config:
         cli.check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        cli.check(self.devices >= 1 and self.batch_size % self.devices == 0,
+                  f"--batch-size {self.batch_size} must be a multiple of --devices "
+                  f"{self.devices} (each device takes an equal share of the batch)")
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -143,8 +148,10 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         f"lr {config.lr}")
 
     loss_fn = train.classification_loss(state.apply_fn, preprocess)
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
+    mesh = cli.device_mesh(config.devices)              # None: one device
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+    device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
+                              None if mesh is None else parallel.replicated(mesh))
     order = sampler(config, len(train_set), data_key)
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
     state, train_key = ckpt.resume_or_start(state, train_key)
@@ -153,7 +160,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     state, result = train.fit(state, run_steps, device_data, order, config.steps, train_key,
                               chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
                               progress=config.progress, desc=f"mnist/{config.optimizer}",
-                              on_chunk=ckpt.on_chunk)
+                              on_chunk=ckpt.on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]    # all steps, also those before a resume
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
@@ -199,6 +206,7 @@ def build_parser():
     cli.add_seed(p)
     cli.add_out(p, "runs/mnist")
     cli.add_checkpoint(p)
+    cli.add_devices(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -208,7 +216,7 @@ def to_config(args) -> Config:
                   optimizer=args.optimizer, zero_grad=args.zero_grad, steps=args.steps,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
                   fallback=args.dataset is None, progress=not args.no_progress,
-                  **cli.checkpoint_args(args))
+                  devices=cli.init_devices(args), **cli.checkpoint_args(args))
 
 
 def main(argv=None) -> int:
