@@ -1,0 +1,268 @@
+"""The tutorials' own PyTorch training code (seeds 000-003), as timed by the benchmarks.
+
+Each function is the seed's loop with its data passed in instead of downloaded; each returns a
+callable that runs the whole loop (model built outside it, so only training is timed). What
+differs from the seeds, and why:
+- seed 000 draws batch indices with `np.random.randint` (global state); here
+  `np.random.default_rng(seed).integers`, the same cost without global state.
+- seed 001 loads CIFAR-10 through torchvision (PIL images, ToTensor + Normalize in 2 worker
+  processes). There is no CPU torchvision here, so the images arrive already normalized, as a
+  TensorDataset with `num_workers=0`: that leaves out the per-image transform work, so it can
+  only make PyTorch faster than the tutorial's own pipeline.
+- the seeds' `print` calls still format their strings (and so still call `.item()`/`float()`),
+  but write them to a null sink instead of the terminal.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+
+_SINK = io.StringIO()
+
+
+def _print(*args) -> None:
+    _SINK.write(" ".join(str(a) for a in args))
+    _SINK.seek(0)
+    _SINK.truncate()
+
+
+# --- seed 000: MNIST with a 784-200-10 MLP --------------------------------------------------------
+
+def seed000_nn(x, w1, w2):
+    l1 = x @ w1
+    l1 = torch.relu(l1)
+    return l1 @ w2
+
+
+def mnist(images: np.ndarray, labels: np.ndarray, steps: int, optimizer: str,
+          batch_size: int = 100, lr: float = 1e-3, seed: int = 0):
+    """Seed 000's loop: SGD as written (`.grad` never zeroed) or its Adam version."""
+    train_data = torch.from_numpy(images.reshape(len(images), 28, 28))   # uint8, like .train_data
+    train_labels = torch.from_numpy(labels.astype(np.int64))
+
+    def prepare():
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        w1 = torch.randn(784, 200, requires_grad=True)
+        w2 = torch.randn(200, 10, requires_grad=True)
+        lossfn = torch.nn.CrossEntropyLoss()
+        opt = torch.optim.Adam(params=[w1, w2], lr=lr) if optimizer == "adam" else None
+
+        def run():
+            nonlocal w1, w2
+            res = []
+            for i in range(steps):
+                rid = rng.integers(0, train_data.shape[0], size=batch_size)
+                x = train_data[rid].float().flatten(start_dim=1)
+                x /= x.max()
+                pred = seed000_nn(x, w1, w2)
+                target = train_labels[rid]
+                loss = lossfn(pred, target)
+                loss.backward()
+                if opt is not None:
+                    opt.step()
+                    opt.zero_grad()
+                else:
+                    with torch.no_grad():
+                        w1 -= lr * w1.grad
+                        w2 -= lr * w2.grad
+                res.append(loss)
+            return res
+
+        return run
+
+    return prepare
+
+
+# --- seed 001: the blitz CIFAR-10 classifier --------------------------------------------------------
+
+class Net(nn.Module):
+    """Seed 001's CIFAR-10 `Net`, verbatim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+def cifar10(images_nchw: np.ndarray, labels: np.ndarray, steps: int, batch_size: int,
+            epochs: int = 2, seed: int = 0):
+    """Seed 001's training loop (stops after `steps` mini-batches; 2 epochs when steps covers
+    them). `images_nchw` are float32, already ToTensor + Normalize'd."""
+    trainset = torch.utils.data.TensorDataset(torch.from_numpy(images_nchw),
+                                              torch.from_numpy(labels.astype(np.int64)))
+
+    def prepare():
+        torch.manual_seed(seed)
+        trainloader = torch.utils.data.DataLoader(trainset, batch_size=batch_size, shuffle=True,
+                                                  num_workers=0)
+        net = Net()
+        criterion = nn.CrossEntropyLoss()
+        optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+
+        def run():
+            done = 0
+            for epoch in range(epochs):
+                running_loss = 0.0
+                for i, data in enumerate(trainloader, 0):
+                    if done == steps:
+                        return
+                    inputs, labels = data
+                    optimizer.zero_grad()
+                    outputs = net(inputs)
+                    loss = criterion(outputs, labels)
+                    loss.backward()
+                    optimizer.step()
+                    running_loss += loss.item()
+                    if i % 2000 == 1999:
+                        _print(f"[{epoch + 1}, {i + 1:5d}] loss: {running_loss / 2000:.3f}")
+                        running_loss = 0.0
+                    done += 1
+
+        return run
+
+    return prepare
+
+
+# --- seed 002: the two-layer network (the autograd version) ---------------------------------------
+
+def two_layer(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, epochs: int,
+              learning_rate: float = 1e-6):
+    """Seed 002's Variable/backward version (`w.data -= lr * w.grad.data; w.grad.data.zero_()`)."""
+    from torch.autograd import Variable
+
+    def prepare():
+        xv = Variable(torch.from_numpy(x), requires_grad=False)
+        yv = Variable(torch.from_numpy(y), requires_grad=False)
+        w1v = Variable(torch.from_numpy(w1.copy()), requires_grad=True)
+        w2v = Variable(torch.from_numpy(w2.copy()), requires_grad=True)
+
+        def run():
+            for epoch in range(epochs):
+                y_pred = xv.mm(w1v).clamp(min=0).mm(w2v)
+                loss = (y_pred - yv).pow(2).sum()
+                _print("Epoch:{},Loss:{:.4f}".format(epoch, loss))  # noqa: UP032 (seed)
+                loss.backward()
+                w1v.data -= learning_rate * w1v.grad.data
+                w2v.data -= learning_rate * w2v.grad.data
+                w1v.grad.data.zero_()
+                w2v.grad.data.zero_()
+
+        return run
+
+    return prepare
+
+
+# --- seed 003: the thermometer ----------------------------------------------------------------------
+
+T_C = [0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0]
+T_U = [35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4]
+
+
+def model(t_u, w, b):
+    return w * t_u + b
+
+
+def loss_fn(t_p, t_c):
+    squared_diffs = (t_p - t_c) ** 2
+    return squared_diffs.mean()
+
+
+def dloss_fn(t_p, t_c):
+    dsq_diffs = 2 * (t_p - t_c) / t_p.size(0)
+    return dsq_diffs
+
+
+def dmodel_dw(t_u, w, b):
+    return t_u
+
+
+def dmodel_db(t_u, w, b):
+    return 1.0
+
+
+def grad_fn(t_u, t_c, t_p, w, b):
+    dloss_dtp = dloss_fn(t_p, t_c)
+    dloss_dw = dloss_dtp * dmodel_dw(t_u, w, b)
+    dloss_db = dloss_dtp * dmodel_db(t_u, w, b)
+    return torch.stack([dloss_dw.sum(), dloss_db.sum()])
+
+
+def thermometer(n_epochs: int, learning_rate: float = 1e-2):
+    """The book's `training_loop` with the hand-derived gradient, on t_un = 0.1 * t_u (its
+    5000-epoch run), printing every epoch as the book does."""
+    t_c = torch.tensor(T_C)
+    t_un = 0.1 * torch.tensor(T_U)
+
+    def prepare():
+        def run():
+            params = torch.tensor([1.0, 0.0])
+            for epoch in range(1, n_epochs + 1):
+                w, b = params
+                t_p = model(t_un, w, b)
+                loss = loss_fn(t_p, t_c)
+                grad = grad_fn(t_un, t_c, t_p, w, b)
+                params = params - learning_rate * grad
+                _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
+            return params
+
+        return run
+
+    return prepare
+
+
+def thermometer_sgd(n_epochs: int, learning_rate: float = 1e-2):
+    """The book's optimizer version: `optim.SGD([params])`, zero_grad/backward/step, printing
+    every 500 epochs."""
+    t_c = torch.tensor(T_C)
+    t_un = 0.1 * torch.tensor(T_U)
+
+    def prepare():
+        params = torch.tensor([1.0, 0.0], requires_grad=True)
+        optimizer = optim.SGD([params], lr=learning_rate)
+
+        def run():
+            for epoch in range(1, n_epochs + 1):
+                t_p = model(t_un, *params)
+                loss = loss_fn(t_p, t_c)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if epoch % 500 == 0:
+                    _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
+            return params
+
+        return run
+
+    return prepare
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best sgemm rate of torch (MKL/oneDNN) on n x n float32 matrices."""
+    import time
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9

@@ -1,0 +1,63 @@
+"""One measurement in a fresh process: `python -m benchmarks.worker NAME SIDE ...`.
+
+Prints one line `RESULT {json}` at the end. SIDE is 'torch' or 'jax' (only that framework is
+imported), or NAME 'peak' for the machine's matmul rate. The driver (`benchmarks.run`) calls
+this; run it by hand to look at a single workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    p.add_argument("name")
+    p.add_argument("side", choices=["torch", "jax"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--data", default=None, help="folder of .npy files from workloads.write_data")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed runs in this process (jax: the first includes compilation)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
+    p.add_argument("--devices", type=int, default=1)
+    args = p.parse_args(argv)
+
+    from benchmarks import measure
+    from benchmarks import workloads as W
+
+    out: dict = {"name": args.name, "side": args.side}
+    if args.side == "torch":
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        out["threads"] = torch.get_num_threads()
+        out["version"] = torch.__version__
+    else:
+        import jax
+
+        out["version"] = jax.__version__
+        out["devices"] = jax.local_device_count()
+
+    if args.name == "peak":
+        if args.side == "torch":
+            from benchmarks import torch_ref
+            out["gflops"] = torch_ref.matmul_gflops()
+        else:
+            out["gflops"] = W.jax_matmul_gflops()
+    else:
+        steps = args.steps or W.WORKLOADS[args.name].steps
+        if args.side == "torch":
+            prepare = W.torch_prepare(args.name, steps, args.data)
+        else:
+            prepare = W.jax_prepare(args.name, steps, args.data, args.devices)
+        out["steps"] = steps
+        out["runs"] = measure.repeat(prepare, args.repeats)
+    print("RESULT " + json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

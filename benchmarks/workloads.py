@@ -1,0 +1,271 @@
+"""The benchmark workloads: each is the same work for the tutorial's PyTorch code and jaxnets.
+
+The jaxnets side goes through the experiments' own building blocks and the one training loop
+(`train.make_run_steps` + `train.fit`, or the experiment's jitted loop), exactly as the
+experiment's `run` does, minus the evaluation/plots/JSON around it. A side's builder returns
+`prepare()`, which makes a fresh model state (untimed) and returns the timed `run()`.
+
+Data comes from .npy files the driver writes once (`write_data`), so both sides train on the
+same bytes: Fashion-MNIST when installed (MNIST's format and shape), else random uint8 images
+of MNIST's shape; random uint8 images of CIFAR-10's shape for the LeNet (timing only needs the
+shape: the tutorial's own accuracy run is `python -m experiments.cifar10`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+# Multiply-accumulates of the matmuls/convolutions one training step needs (forward, weight
+# gradients, and input gradients of every layer but the first); FLOPs = 2 x MACs.
+_MNIST_MACS = 100 * 784 * 200 * 2 + 100 * 200 * 10 * 3
+_LENET_MACS_PER_IMAGE = (2 * (28 * 28 * 6 * 75 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84
+                              + 84 * 10)
+                         + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10)
+_TWO_LAYER_MACS = 100 * 1000 * 100 * 2 + 100 * 100 * 10 * 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    steps: int                 # the tutorial's number of steps
+    quick_steps: int           # --quick
+    examples_per_step: int
+    flop_per_step: float | None  # dense workloads only
+    target: float | None       # the issue's target speedup (steady state), if any
+    data: str                  # which data files it reads
+
+
+WORKLOADS = {w.name: w for w in [
+    Workload("mnist_sgd", "seed 000 MNIST MLP, SGD as written (grad never zeroed), "
+             "2000 steps x 100", 2000, 400, 100, 2.0 * _MNIST_MACS, 3.0, "mnist"),
+    Workload("mnist_adam", "seed 000 MNIST MLP, Adam, 2000 steps x 100", 2000, 400, 100,
+             2.0 * _MNIST_MACS, 3.0, "mnist"),
+    Workload("lenet_b4", "seed 001 CIFAR-10 LeNet, SGD momentum, batch 4, 2 epochs "
+             "(25,000 steps)", 25000, 2500, 4, 2.0 * 4 * _LENET_MACS_PER_IMAGE, 3.0, "cifar"),
+    Workload("lenet_b128", "seed 001 CIFAR-10 LeNet, batch 128, 2 epochs (782 steps)", 782, 80,
+             128, 2.0 * 128 * _LENET_MACS_PER_IMAGE, 1.0, "cifar"),
+    Workload("thermometer", "seed 003 thermometer, hand-derived gradient, 5000 epochs "
+             "(t_un = 0.1 t_u)", 5000, 5000, 11, None, None, "none"),
+    Workload("thermometer_sgd", "seed 003 thermometer, optimizer SGD, 5000 epochs", 5000, 5000,
+             11, None, None, "none"),
+    Workload("two_layer", "seed 002 two-layer net (autograd version), 20 epochs x 100", 20, 20,
+             100, 2.0 * _TWO_LAYER_MACS, None, "two_layer"),
+    Workload("two_layer_long", "seed 002 two-layer net, same step, 2000 epochs (throughput)",
+             2000, 400, 100, 2.0 * _TWO_LAYER_MACS, None, "two_layer"),
+]}
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def write_data(directory: str, names: set[str], seed: int = 0) -> str:
+    """Write the data sets `names` needs into `directory` (once); returns a description."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    notes = []
+    if "mnist" in names:
+        source = "random uint8 images of MNIST's shape"
+        from jaxnets import data as D
+        from jaxnets.errors import JaxnetsError
+
+        try:
+            ds = D.load("fashion_mnist", "train", download=False)
+            images, labels = np.asarray(ds.images), np.asarray(ds.labels, np.int32)
+            source = f"Fashion-MNIST from {ds.source}"
+        except JaxnetsError:  # not installed: timing only needs the shape
+            images = rng.integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8)
+            labels = rng.integers(0, 10, 60000).astype(np.int32)
+        np.save(os.path.join(directory, "mnist_images.npy"), images)
+        np.save(os.path.join(directory, "mnist_labels.npy"), labels)
+        notes.append(f"MNIST workloads: {source}")
+    if "cifar" in names:
+        np.save(os.path.join(directory, "cifar_images.npy"),
+                rng.integers(0, 256, (50000, 32, 32, 3), dtype=np.uint8))
+        np.save(os.path.join(directory, "cifar_labels.npy"),
+                rng.integers(0, 10, 50000).astype(np.int32))
+        notes.append("LeNet workloads: random uint8 images of CIFAR-10's shape (50,000 x 32x32x3)")
+    if "two_layer" in names:
+        for key, shape in (("x", (100, 1000)), ("y", (100, 10)), ("w1", (1000, 100)),
+                           ("w2", (100, 10))):
+            np.save(os.path.join(directory, f"two_layer_{key}.npy"),
+                    rng.standard_normal(shape, dtype=np.float32))
+    return "; ".join(notes)
+
+
+def _load(directory: str, name: str) -> np.ndarray:
+    return np.load(os.path.join(directory, f"{name}.npy"), allow_pickle=False)
+
+
+# --- PyTorch side -------------------------------------------------------------------------------
+
+def torch_prepare(name: str, steps: int, directory: str) -> Callable:
+    from benchmarks import torch_ref as T
+
+    if name in ("mnist_sgd", "mnist_adam"):
+        return T.mnist(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
+                       name.split("_")[1])
+    if name in ("lenet_b4", "lenet_b128"):
+        images = _load(directory, "cifar_images")
+        # ToTensor (uint8 HWC -> float CHW in [0, 1]) + Normalize(0.5, 0.5), done once up front.
+        nchw = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - 0.5) / 0.5
+        return T.cifar10(nchw, _load(directory, "cifar_labels"), steps,
+                         WORKLOADS[name].examples_per_step)
+    if name == "thermometer":
+        return T.thermometer(steps)
+    if name == "thermometer_sgd":
+        return T.thermometer_sgd(steps)
+    if name in ("two_layer", "two_layer_long"):
+        return T.two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
+                           epochs=steps)
+    raise KeyError(name)
+
+
+# --- jaxnets side -------------------------------------------------------------------------------
+
+def _fit_runner(make_state: Callable, run_steps, data, sampler, steps: int, key,
+                chunk_size: int) -> Callable:
+    """prepare() for a `train.fit` run: a fresh copy of one initial state each time (run_steps
+    donates its state). Copies, not new states: the optimizer is a static field of TrainState,
+    and a new optax object per run would make every run compile again."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnets import train
+
+    initial = make_state()
+
+    def prepare():
+        state = jax.tree.map(jnp.copy, initial)
+
+        def run():
+            return train.fit(state, run_steps, data, sampler, steps, key, chunk_size=chunk_size,
+                             progress=False)
+
+        return run
+
+    return prepare
+
+
+def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Callable:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnets import data as D
+    from jaxnets import train
+
+    if name in ("mnist_sgd", "mnist_adam"):
+        # experiments.mnist.run's training path.
+        from experiments import mnist
+
+        config = mnist.Config(optimizer=name.split("_")[1], steps=steps, progress=False)
+        images, labels = _load(directory, "mnist_images"), _load(directory, "mnist_labels")
+        init_key, data_key, train_key = mnist.make_keys(config.seed)
+        features = int(np.prod(images.shape[1:]))
+        apply_fn = mnist.init_state(config, init_key, features).apply_fn
+        loss_fn = train.classification_loss(apply_fn, mnist.preprocess)
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        data = D.to_device({"image": images, "label": labels})
+        return _fit_runner(lambda: mnist.init_state(config, init_key, features), run_steps, data,
+                           mnist.sampler(config, len(images), data_key), steps, train_key,
+                           min(steps, 1000))
+    if name in ("lenet_b4", "lenet_b128"):
+        # experiments.cifar10.run's training path (LeNet, PyTorch's SGD, in-graph Normalize).
+        from experiments import cifar10
+
+        config = cifar10.Config(batch_size=WORKLOADS[name].examples_per_step, progress=False)
+        images, labels = _load(directory, "cifar_images"), _load(directory, "cifar_labels")
+        init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+        apply_fn = cifar10.init_state(config, init_key).apply_fn
+        loss_fn = train.classification_loss(apply_fn, cifar10.preprocess)
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        data = D.to_device({"image": images, "label": labels})
+        sampler = D.EpochSampler(len(images), config.batch_size, data_key)
+        return _fit_runner(lambda: cifar10.init_state(config, init_key), run_steps, data, sampler,
+                           steps, train_key, config.print_every)
+    if name == "thermometer":
+        from experiments import thermometer as E
+        from jaxnets import thermometer as thermo
+
+        config = E.Config()
+        t_c, t_u = thermo.data()
+        t_un = 0.1 * t_u
+        p0 = jnp.array([1.0, 0.0])
+
+        def prepare():
+            def run():
+                return jax.block_until_ready(
+                    thermo.training_loop(steps, config.norm_lr, p0, t_un, t_c))
+            return run
+
+        return prepare
+    if name == "thermometer_sgd":
+        # jaxnets.thermometer.fit_optax's body, with run_steps built once so that runs after the
+        # first reuse the compiled loop (fit_optax builds a new one per call).
+        import optax
+
+        from experiments import thermometer as E
+        from jaxnets import thermometer as thermo
+
+        config = E.Config()
+        t_c, t_u = thermo.data()
+        t_un = 0.1 * t_u
+
+        def loss_fn(params, model_state, batch, key):
+            del key
+            return thermo.params_loss(params, batch["t_u"], batch["t_c"]), ({}, model_state)
+
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        n = t_un.shape[0]
+        idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (steps, n))
+        mask = jnp.ones((steps, n), bool)
+
+        initial = train.TrainState.create(thermo.model, jnp.array([1.0, 0.0]),
+                                          optax.sgd(config.norm_lr))
+
+        def prepare():
+            state = jax.tree.map(jnp.copy, initial)
+
+            def run():
+                return jax.block_until_ready(
+                    run_steps(state, {"t_u": t_un, "t_c": t_c}, idx, mask, jax.random.key(0)))
+            return run
+
+        return prepare
+    if name in ("two_layer", "two_layer_long"):
+        # experiments.two_layer.train_version('autograd', ...).
+        from experiments import two_layer as E
+
+        config = E.Config(epochs=steps, progress=False)
+        start = {k: jnp.asarray(_load(directory, f"two_layer_{k}")) for k in ("x", "y", "w1", "w2")}
+        key = jax.random.key(config.seed)
+        state = E.initial_state("autograd", config, start, key)
+        run_steps = train.make_run_steps(train.make_train_step(
+            E._loss_fn("autograd", state.apply_fn)))
+        data = {"x": start["x"], "y": start["y"]}
+        sampler = D.EpochSampler(config.batch_n, config.batch_n)
+        return _fit_runner(lambda: E.initial_state("autograd", config, start, key), run_steps,
+                           data, sampler, steps, key, steps)
+    raise KeyError(name)
+
+
+def jax_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best XLA:CPU sgemm rate on n x n float32 matrices."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    b = jax.random.normal(jax.random.key(1), (n, n))
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
