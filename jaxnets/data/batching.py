@@ -116,7 +116,16 @@ class ReplacementSampler:
 
 def gather(data: Mapping[str, jax.Array], idx: jax.Array) -> dict:
     """Select examples idx from every array of a dataset dict (works inside jit)."""
-    return {k: v[idx] for k, v in data.items()}
+    return {k: _take_rows(v, idx) for k, v in data.items()}
+
+
+def _take_rows(v, idx):
+    # Gather whole rows of a 2-D view: XLA:CPU gathers [N, 28, 28, 1] uint8 images ~5x slower
+    # than the same bytes as [N, 784] (130 vs 26 us per batch of 100); the reshapes are free.
+    if getattr(v, "ndim", 0) <= 2:
+        return v[idx]
+    rows = jnp.reshape(v, (v.shape[0], -1))[idx]
+    return jnp.reshape(rows, tuple(jnp.shape(idx)) + tuple(v.shape[1:]))
 
 
 def to_device(data: Mapping[str, np.ndarray], sharding=None) -> dict:
