@@ -26,7 +26,10 @@ def _patches(x, k, stride, padding):
     ((2, 9, 11, 5), (1, 1, 5, 7), (2, 1), (0, 0)),      # 1x1 downsample, unequal strides
     ((2, 8, 10, 2), (3, 5, 2, 4), (1, 2), (2, 1)),      # non-square kernel and padding
 ])
-def test_patches_equal_lax_values_and_gradients(shape, kernel, stride, padding):
+@pytest.mark.parametrize("small_patches", [0, 1 << 40])   # one-stage / two-stage patch build
+def test_patches_equal_lax_values_and_gradients(shape, kernel, stride, padding, small_patches,
+                                                monkeypatch):
+    monkeypatch.setattr(L, "_SMALL_PATCHES", small_patches)
     kx, kk, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, shape)
     k = jax.random.normal(kk, kernel) / np.sqrt(np.prod(kernel[:3]))
