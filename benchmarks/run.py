@@ -8,9 +8,11 @@ How it measures (machines are noisy and shared, so ratios from one run, not abso
 - every (workload, framework) measurement is a fresh process (`benchmarks.worker`); the rounds
   alternate PyTorch and jaxnets, and each keeps its best (shortest) round;
 - PyTorch runs with its default thread count and with 1 thread; the faster of the two is the
-  one compared (on a loaded 2-core machine OpenMP's 2 threads can be many times slower);
+  one compared (on a loaded 2-core machine OpenMP's 2 threads can be many times slower; a
+  setting over 2x slower than the other in round 1 is not repeated);
 - jaxnets runs twice per process: the first run compiles, the second is the steady state;
-  compile seconds = first run - steady run;
+  compile seconds = the tracing, lowering and XLA compilation jax reports during the first
+  run (`jax.monitoring` '/jax/core/compile/*' durations);
 - speedup = PyTorch seconds / jaxnets steady seconds; 'incl. compile' adds compile seconds;
 - peak memory: growth of the process's peak resident set during a training run over its
   resident set just before it (data set and libraries already loaded), see benchmarks.measure;
@@ -18,7 +20,7 @@ How it measures (machines are noisy and shared, so ratios from one run, not abso
   reported in the JSON);
 - FLOP floor: for dense workloads, the matmul/convolution FLOPs of the steps divided by the
   steady seconds, as a fraction of this machine's measured sgemm peak (best of PyTorch and
-  XLA on 2048x2048 float32, measured in the same run).
+  XLA on 2048x2048 float32, measured at the start and the end of the same run).
 """
 
 from __future__ import annotations
@@ -70,8 +72,7 @@ def measure(names: list[str], quick: bool, rounds: int, torch_threads: list[int]
             data_dir: str, say) -> dict:
     """All measurements: {'peak': {...}, 'workloads': {name: {...}}}."""
     results: dict = {"workloads": {}}
-    peaks = {side: _worker(["peak", side], 600)["gflops"] for side in ("torch", "jax")}
-    results["peak"] = peaks
+    results["peak"] = peaks = _peaks()
     say(f"sgemm 2048^3 float32: PyTorch {peaks['torch']:.0f} GFLOP/s, "
         f"XLA {peaks['jax']:.0f} GFLOP/s")
     for name in names:
@@ -82,17 +83,33 @@ def measure(names: list[str], quick: bool, rounds: int, torch_threads: list[int]
         jax_runs: list = []
         for r in range(rounds):
             for t in torch_threads:
+                if r and _hopeless(torch_runs, t):
+                    continue
                 out = _worker([name, "torch", "--threads", str(t), *common], 3600)
                 torch_runs[t].append(out["runs"][0] | {"threads": out["threads"]})
             out = _worker([name, "jax", "--repeats", "2", *common], 3600)
             jax_runs.append(out["runs"])
             say(f"  {name} round {r + 1}: PyTorch "
                 + ", ".join(f"{torch_runs[t][-1]['seconds']:.3f}s ({torch_runs[t][-1]['threads']}"
-                            f" thr)" for t in torch_threads)
+                            f" thr)" for t in torch_threads if len(torch_runs[t]) > r)
                 + f"; jaxnets {out['runs'][1]['seconds']:.3f}s steady, first run "
                   f"{out['runs'][0]['seconds']:.3f}s")
         results["workloads"][name] = {"steps": steps, "torch": torch_runs, "jax": jax_runs}
+    # The sgemm peak again at the end (the machine's load drifts): the higher one counts.
+    end = _peaks()
+    results["peak"] = {side: max(peaks[side], end[side]) for side in peaks}
     return results
+
+
+def _peaks() -> dict:
+    return {side: _worker(["peak", side], 600)["gflops"] for side in ("torch", "jax")}
+
+
+def _hopeless(torch_runs: dict, threads: int) -> bool:
+    """A PyTorch thread setting that took over twice the best setting's time in round 1 is
+    not run again (on a loaded machine OpenMP's spinning threads can be 10x slower)."""
+    best = min(runs[0]["seconds"] for runs in torch_runs.values() if runs)
+    return torch_runs[threads][0]["seconds"] > 2 * best
 
 
 def summarize(results: dict) -> list[dict]:
@@ -105,7 +122,7 @@ def summarize(results: dict) -> list[dict]:
         torch_all = [run for runs in m["torch"].values() for run in runs]
         best_torch = min(torch_all, key=lambda run: run["seconds"])
         steady = min(runs[1]["seconds"] for runs in m["jax"])
-        compile_s = min(max(0.0, runs[0]["seconds"] - runs[1]["seconds"]) for runs in m["jax"])
+        compile_s = min(runs[0]["compile_seconds"] for runs in m["jax"])
         jax_mem = max(runs[1]["peak_mib"] for runs in m["jax"])
         jax_compile_mem = max(runs[0]["peak_mib"] for runs in m["jax"])
         torch_mem = max(run["peak_mib"] for run in torch_all)
@@ -175,8 +192,8 @@ def report(rows: list[dict], results: dict, meta: dict) -> str:
         "",
         ("Columns: *PyTorch s (thr)*: the tutorial's loop, best round, with the faster of "
         "PyTorch's default thread count and 1 thread (in brackets); *jaxnets s*: steady-state "
-        "seconds of the same steps (compiled loop already built); *compile s*: the first run "
-        "minus the steady run; *speedup*: PyTorch s / jaxnets s; *incl. compile*: PyTorch s / "
+        "seconds of the same steps (compiled loop already built); *compile s*: jax's tracing, "
+        "lowering and XLA compile time in the first run; *speedup*: PyTorch s / jaxnets s; *incl. compile*: PyTorch s / "
         "(jaxnets s + compile s); *ex/s*: training examples per second; *peak MiB*: growth of "
         "the peak resident set during one training run (jaxnets: the steady run; its first "
         "run, with the compiler, is in the JSON); *FLOP floor*: matmul/convolution FLOPs per "
