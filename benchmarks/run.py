@@ -203,8 +203,30 @@ def report(rows: list[dict], results: dict, meta: dict) -> str:
         "",
     ]
     out += [f"- `{r['name']}`: {r['title']}" for r in rows]
+    misses = notes(rows, max(peaks.values()))
+    if misses:
+        out += ["", "Targets not met, with what this run says about why:", ""] + misses
     out += ["", "Reproduce: `" + meta["command"] + "` (details in `benchmarks/run.py`).", ""]
     return "\n".join(out)
+
+
+def notes(rows: list[dict], peak: float) -> list[str]:
+    """One line per missed target: the speed it needed against this machine's sgemm peak."""
+    lines = []
+    for r in rows:
+        if r["target"] is None or r["speedup"] >= r["target"]:
+            continue
+        w = W.WORKLOADS[r["name"]]
+        line = (f"- `{r['name']}`: {r['speedup']:.2f}x, target {r['target']:g}x: jaxnets would "
+                f"need {r['torch_s'] / r['target']:.3f} s instead of {r['jax_s']:.3f} s")
+        if w.flop_per_step:
+            need = w.flop_per_step * r["steps"] / (r["torch_s"] / r["target"]) / 1e9
+            line += (f", i.e. {need:.0f} GFLOP/s of matmul work against a measured sgemm peak "
+                     f"of {peak:.0f} GFLOP/s (jaxnets runs at {100 * r['jax_floor']:.0f}% of it)")
+            if need > peak:
+                line += ": not reachable on this machine without doing fewer FLOPs"
+        lines.append(line + ".")
+    return lines
 
 
 def main(argv=None) -> int:
