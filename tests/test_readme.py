@@ -59,7 +59,7 @@ def test_relative_links_exist():
 
 
 def test_ci_runs_the_quick_start():
-    block = re.search(r"## Quick start\n\n```bash\n(.*?)```", README, re.S).group(1)
+    block = re.search(r"## Quick start\n\n```bash\n(.*?)```", README, re.DOTALL).group(1)
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     ci = (ROOT / ".ci" / "run").read_text()
     for command in commands:
