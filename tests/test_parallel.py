@@ -138,3 +138,12 @@ def test_gather_of_multi_dim_examples_equals_numpy_indexing():
     out = jax.jit(gather)(data, idx)
     for k, v in data.items():
         np.testing.assert_array_equal(np.asarray(out[k]), v[idx])
+
+
+def test_mnist_cli_devices_must_divide_the_batch(capsys, tmp_path):
+    from experiments import mnist
+
+    assert mnist.main(["--devices", "3", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size 100 must be a multiple of --devices 3" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
