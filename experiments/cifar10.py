@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import checkpoint, optim, parallel, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LeNet
@@ -57,11 +57,15 @@ class Config:
     checkpoint_dir: str | None = None
     resume: bool = False
     checkpoint_every: int = 2000
+    devices: int = 1                 # data parallel over this many devices (--devices)
     keep_checkpoints: int = 3
 
     def __post_init__(self):
         cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        cli.check(self.devices >= 1 and self.batch_size % self.devices == 0,
+                  f"--batch-size {self.batch_size} must be a multiple of --devices "
+                  f"{self.devices} (each device takes an equal share of the batch)")
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         cli.check(self.print_every >= 1, f"--print-every must be at least 1, got "
@@ -167,12 +171,15 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
                 prints.append((epoch, i, value))
                 print(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
 
-        device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
+        mesh = cli.device_mesh(config.devices)  # None: one device
+        device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
+                                  None if mesh is None else parallel.replicated(mesh))
         loss_fn = train.classification_loss(state.apply_fn, preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
                                   chunk_size=ckpt.chunk_size(config.print_every),
-                                  progress=config.progress, desc="cifar10", on_chunk=on_chunk)
+                                  progress=config.progress, desc="cifar10", on_chunk=on_chunk,
+                                  mesh=mesh)
         ckpt.finish(state)
         history = ckpt.metrics(result["metrics"])
         print("Finished Training")
@@ -267,6 +274,7 @@ def build_parser():
     cli.add_seed(p)
     cli.add_out(p, "runs/cifar10")
     cli.add_checkpoint(p, every=2000)
+    cli.add_devices(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -275,7 +283,8 @@ def to_config(args) -> Config:
     return Config(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
                   lr=args.lr, momentum=args.momentum, seed=args.seed,
                   print_every=args.print_every, weights=args.weights, out=args.out,
-                  progress=not args.no_progress, **cli.checkpoint_args(args))
+                  progress=not args.no_progress, devices=cli.init_devices(args),
+                  **cli.checkpoint_args(args))
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import checkpoint, optim, parallel, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LinearClassifier, torch_repr
@@ -61,6 +61,7 @@ class Config:
     checkpoint_dir: str | None = None
     resume: bool = False
     checkpoint_every: int | None = None  # steps; None: once per epoch
+    devices: int = 1                     # data parallel over this many devices (--devices)
     keep_checkpoints: int = 3
 
     def __post_init__(self):
@@ -68,6 +69,9 @@ class Config:
                   f"--dataset must be mnist or fashion_mnist, got {self.dataset!r}")
         cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        cli.check(self.devices >= 1 and self.batch_size % self.devices == 0,
+                  f"--batch-size {self.batch_size} must be a multiple of --devices "
+                  f"{self.devices} (each device takes an equal share of the batch)")
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
 
@@ -112,8 +116,10 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
 
     loss_fn = train.classification_loss(model.apply, preprocess)
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
+    mesh = cli.device_mesh(config.devices)  # None: one device
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+    device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
+                              None if mesh is None else parallel.replicated(mesh))
     epochs: list[dict] = []
     ckpt = checkpoint.Checkpoints.for_run(dataclasses.replace(
         config, checkpoint_every=config.checkpoint_every or steps_per_epoch))
@@ -146,7 +152,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
                               config.epochs * steps_per_epoch, step_key,
                               chunk_size=ckpt.chunk_size(steps_per_epoch),
                               progress=config.progress, desc="linear_classifier",
-                              on_chunk=on_chunk)
+                              on_chunk=on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]  # all steps, also those before a resume
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
@@ -197,6 +203,7 @@ def build_parser():
     cli.add_out(p, "runs/linear_classifier")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     cli.add_checkpoint(p, every=None)
+    cli.add_devices(p)
     return p
 
 
@@ -204,7 +211,7 @@ def to_config(args) -> Config:
     return Config(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                   seed=args.seed, out=args.out, progress=not args.no_progress,
-                  **cli.checkpoint_args(args))
+                  devices=cli.init_devices(args), **cli.checkpoint_args(args))
 
 
 def main(argv=None) -> int:

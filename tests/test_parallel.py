@@ -147,3 +147,38 @@ def test_mnist_cli_devices_must_divide_the_batch(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "--batch-size 100 must be a multiple of --devices 3" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("experiment, argv", [
+    ("linear_classifier", ["--epochs", "1", "--batch-size", "64"]),
+    ("cifar10", ["--epochs", "1", "--batch-size", "4", "--print-every", "25"]),
+])
+def test_experiment_cli_on_two_devices_equals_one(experiment, argv, tmp_path):
+    """`--devices 2` through the experiment's own CLI (2 fake CPU devices) trains to the same
+    per-step losses as one device."""
+    if experiment == "cifar10":
+        from jaxnets.data import cifar
+
+        rng = np.random.default_rng(0)
+        for name in cifar.TRAIN_FILES + cifar.TEST_FILES:
+            cifar.write_batch(str(tmp_path / name),
+                              rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+                              rng.integers(0, 10, 20))
+    else:
+        from conftest import make_idx_dir
+
+        make_idx_dir(str(tmp_path), n_train=640, n_test=64)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    losses = {}
+    for devices in ("1", "2"):
+        out = tmp_path / f"out{devices}"
+        cmd = [sys.executable, "-m", f"experiments.{experiment}", *argv, "--data-dir",
+               str(tmp_path), "--devices", devices, "--no-progress", "--out", str(out)]
+        if experiment == "linear_classifier":
+            cmd += ["--dataset", "mnist"]
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        losses[devices] = np.asarray(json.loads((out / "metrics.json").read_text())["losses"])
+    assert losses["1"].shape == losses["2"].shape and len(losses["1"]) > 0
+    np.testing.assert_allclose(losses["2"], losses["1"], rtol=1e-5, atol=1e-6)
