@@ -19,8 +19,9 @@ import io
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn, optim
+
+from experiments import pytorch_reference as ref
 
 _SINK = io.StringIO()
 
@@ -81,26 +82,7 @@ def mnist(images: np.ndarray, labels: np.ndarray, steps: int, optimizer: str,
 
 # --- seed 001: the blitz CIFAR-10 classifier --------------------------------------------------------
 
-class Net(nn.Module):
-    """Seed 001's CIFAR-10 `Net`, verbatim."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        x = self.fc3(x)
-        return x
+Net = ref.tutorial_net  # seed 001's CIFAR-10 `Net`, verbatim (experiments.pytorch_reference)
 
 
 def cifar10(images_nchw: np.ndarray, labels: np.ndarray, steps: int, batch_size: int,
