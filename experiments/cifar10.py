@@ -63,9 +63,7 @@ class Config:
     def __post_init__(self):
         cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check(self.devices >= 1 and self.batch_size % self.devices == 0,
-                  f"--batch-size {self.batch_size} must be a multiple of --devices "
-                  f"{self.devices} (each device takes an equal share of the batch)")
+        cli.check_devices(self.batch_size, self.devices)
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         cli.check(self.print_every >= 1, f"--print-every must be at least 1, got "

@@ -187,6 +187,13 @@ def init_devices(args: argparse.Namespace) -> int:
     return args.devices
 
 
+def check_devices(batch_size: int, devices: int) -> None:
+    """ConfigError unless the batch splits evenly over --devices (for Config.__post_init__)."""
+    check(devices >= 1 and batch_size % devices == 0,
+          f"--batch-size {batch_size} must be a multiple of --devices {devices} (each device "
+          "takes an equal share of the batch)")
+
+
 def device_mesh(devices: int):
     """The data parallel mesh for `devices` (None for 1: plain single-device training)."""
     if devices == 1:

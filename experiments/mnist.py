@@ -67,9 +67,7 @@ class Config:
         cli.check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        cli.check(self.devices >= 1 and self.batch_size % self.devices == 0,
-                  f"--batch-size {self.batch_size} must be a multiple of --devices "
-                  f"{self.devices} (each device takes an equal share of the batch)")
+        cli.check_devices(self.batch_size, self.devices)
 
 
 def preprocess(images: jax.Array) -> jax.Array:
