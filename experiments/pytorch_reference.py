@@ -22,7 +22,7 @@ def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_in
         l2 = l1 @ w2
         return l2
 
-    train_data = torch.from_numpy(np.ascontiguousarray(images[..., 0]))
+    train_data = torch.from_numpy(np.array(images[..., 0]))  # a writable copy for torch
     train_labels = torch.from_numpy(np.array(labels))
     w1 = torch.tensor(w1_init, requires_grad=True)  # changed: given weights, not torch.randn
     w2 = torch.tensor(w2_init, requires_grad=True)
