@@ -18,6 +18,7 @@ A loss function has the signature
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -202,6 +203,19 @@ def fit(
                    "train_seconds": total - compile_s}
 
 
+@functools.lru_cache(maxsize=64)
+def _jit(fn: Callable) -> Callable:
+    """jax.jit(fn), made once per fn: a new jit wrapper per call would trace and compile again
+    on every evaluation (once per epoch in the training experiments)."""
+    return jax.jit(fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _apply_preprocessed(apply_fn: Callable, preprocess: Callable) -> Callable:
+    """`apply_fn(variables, preprocess(x))`, one function object per (apply_fn, preprocess)."""
+    return lambda variables, x: apply_fn(variables, preprocess(x))
+
+
 def predict(
     fn: Callable[[Any, jax.Array], jax.Array],
     variables: Any,
@@ -211,7 +225,7 @@ def predict(
     """Run jitted `fn(variables, batch)` over `inputs` in batches; the last batch is padded so
     there is one compile. Returns the concatenated outputs as numpy."""
     n = len(inputs)
-    jfn = jax.jit(fn)
+    jfn = _jit(fn)
     outs = []
     for s in range(0, n, batch_size):
         chunk = inputs[s : s + batch_size]
@@ -228,8 +242,6 @@ def evaluate(state: TrainState, images, labels, preprocess: Callable = lambda x:
     """Accuracy and logits of `state` on a labelled set."""
     from jaxnets import metrics as M
 
-    def fn(variables, x):
-        return state.apply_fn(variables, preprocess(x))
-
+    fn = _apply_preprocessed(state.apply_fn, preprocess)
     logits = predict(fn, {"params": state.params, **state.model_state}, images, batch_size)
     return {"accuracy": M.accuracy(logits, labels), "logits": logits}
