@@ -171,7 +171,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
 
         mesh = cli.device_mesh(config.devices)  # None: one device
         device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
-                                  None if mesh is None else parallel.replicated(mesh))
+                                  parallel.replicated(mesh))
         loss_fn = train.classification_loss(state.apply_fn, preprocess)
         run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,

@@ -149,7 +149,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     mesh = cli.device_mesh(config.devices)              # None: one device
     run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
-                              None if mesh is None else parallel.replicated(mesh))
+                              parallel.replicated(mesh))
     order = sampler(config, len(train_set), data_key)
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
     state, train_key = ckpt.resume_or_start(state, train_key)

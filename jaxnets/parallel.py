@@ -58,9 +58,10 @@ def make_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     return Mesh(np.array(devices[:n]), (AXIS,))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    """Every device holds the whole array (parameters, optimizer state, the data set)."""
-    return NamedSharding(mesh, PartitionSpec())
+def replicated(mesh: Mesh | None) -> NamedSharding | None:
+    """Every device holds the whole array (parameters, optimizer state, the data set); None for
+    no mesh, i.e. jax's default single device."""
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec())
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
