@@ -69,11 +69,27 @@ def thermo_loss_fn(t_p, t_c):
     return squared_diffs.mean()
 
 
+def thermo_dloss_fn(t_p, t_c):
+    dsq_diffs = 2 * (t_p - t_c) / t_p.size(0)
+    return dsq_diffs
+
+
+def thermo_dmodel_dw(t_u, w, b):
+    return t_u
+
+
+def thermo_dmodel_db(t_u, w, b):
+    return 1.0
+
+
 def thermo_grad_fn(t_u, t_c, t_p, w, b):
+    """The book's In[14], built from its hand-derived dloss_fn, dmodel_dw and dmodel_db."""
     import torch
 
-    dloss_dtp = 2 * (t_p - t_c) / t_p.size(0)
-    return torch.stack([(dloss_dtp * t_u).sum(), (dloss_dtp * 1.0).sum()])
+    dloss_dtp = thermo_dloss_fn(t_p, t_c)
+    dloss_dw = dloss_dtp * thermo_dmodel_dw(t_u, w, b)
+    dloss_db = dloss_dtp * thermo_dmodel_db(t_u, w, b)
+    return torch.stack([dloss_dw.sum(), dloss_db.sum()])
 
 
 def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
