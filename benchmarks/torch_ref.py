@@ -134,19 +134,13 @@ def two_layer(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, epoc
     def prepare():
         xv = Variable(torch.from_numpy(x), requires_grad=False)
         yv = Variable(torch.from_numpy(y), requires_grad=False)
-        w1v = Variable(torch.from_numpy(w1.copy()), requires_grad=True)
-        w2v = Variable(torch.from_numpy(w2.copy()), requires_grad=True)
+        w1v, w2v = torch.from_numpy(w1.copy()), torch.from_numpy(w2.copy())
+
+        def report(epoch, loss):
+            _print("Epoch:{},Loss:{:.4f}".format(epoch, loss))  # noqa: UP032 (seed)
 
         def run():
-            for epoch in range(epochs):
-                y_pred = xv.mm(w1v).clamp(min=0).mm(w2v)
-                loss = (y_pred - yv).pow(2).sum()
-                _print("Epoch:{},Loss:{:.4f}".format(epoch, loss))  # noqa: UP032 (seed)
-                loss.backward()
-                w1v.data -= learning_rate * w1v.grad.data
-                w2v.data -= learning_rate * w2v.grad.data
-                w1v.grad.data.zero_()
-                w2v.grad.data.zero_()
+            ref.two_layer_autograd(xv, yv, w1v, w2v, epochs, learning_rate, report)
 
         return run
 

@@ -59,6 +59,28 @@ def seed000_accuracy(w1: np.ndarray, w2: np.ndarray, images: np.ndarray, labels:
     return correct / len(x)
 
 
+def two_layer_autograd(x, y, w1, w2, epochs: int = 20, learning_rate: float = 1e-6,
+                       report=None) -> list[float]:
+    """Seed 002's Variable/backward two-layer net (Variable is a no-op wrapper in modern torch)
+    from torch tensors x, y, w1, w2 (w1, w2 are cloned). `report(epoch, loss)` is called where
+    the seed prints. Returns the per-epoch losses."""
+    w1 = w1.clone().requires_grad_(True)
+    w2 = w2.clone().requires_grad_(True)
+    out = []
+    for epoch in range(epochs):
+        y_pred = x.mm(w1).clamp(min=0).mm(w2)
+        loss = (y_pred - y).pow(2).sum()
+        if report is not None:
+            report(epoch, loss)
+        out.append(loss.item())
+        loss.backward()
+        w1.data -= learning_rate * w1.grad.data
+        w2.data -= learning_rate * w2.grad.data
+        w1.grad.data.zero_()
+        w2.grad.data.zero_()
+    return out
+
+
 # Seed 003's functions, verbatim; they take torch tensors.
 def thermo_model(t_u, w, b):
     return w * t_u + b

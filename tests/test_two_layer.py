@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments import pytorch_reference as torch_reference
 from experiments import two_layer as T
 from jaxnets import torch_io
 from jaxnets.errors import ConfigError
@@ -45,21 +46,8 @@ def _torch_manual(s: dict) -> list[float]:
 
 
 def _torch_autograd(s: dict) -> list[float]:
-    """The seed's Variable/backward listing (Variable is a no-op wrapper in modern torch)."""
-    x, y = s["x"], s["y"]
-    w1 = s["w1"].clone().requires_grad_(True)
-    w2 = s["w2"].clone().requires_grad_(True)
-    learning_rate, out = 1e-6, []
-    for _ in range(EPOCHS):
-        y_pred = x.mm(w1).clamp(min=0).mm(w2)
-        loss = (y_pred - y).pow(2).sum()
-        out.append(loss.item())
-        loss.backward()
-        w1.data -= learning_rate * w1.grad.data
-        w2.data -= learning_rate * w2.grad.data
-        w1.grad.data.zero_()
-        w2.grad.data.zero_()
-    return out
+    """The seed's Variable/backward listing, from experiments.pytorch_reference."""
+    return torch_reference.two_layer_autograd(s["x"], s["y"], s["w1"], s["w2"], EPOCHS, 1e-6)
 
 
 @pytest.fixture(scope="module")
