@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from jaxnets import init as I
@@ -39,22 +40,40 @@ class Linear(nn.Module):
         return y
 
 
-CONV_IMPLS = ("auto", "lax", "patches")
+CONV_IMPLS = ("auto", "lax", "patches", "banded")
 
 
 def conv_impl(impl: str = "auto") -> str:
     """The convolution implementation `impl` stands for on the current default backend.
 
-    'auto' is 'patches' on CPU, where XLA's own convolution is slow (LeNet at batch 128 was
-    ~20x slower than PyTorch's oneDNN, slower still inside `lax.scan`), and 'lax' elsewhere
-    (cuDNN and TPU convolutions are the fast path there).
+    'auto' is a matmul formulation on CPU, where XLA's own convolution is slow (LeNet at batch
+    128 was ~20x slower than PyTorch's oneDNN, slower still inside `lax.scan`), and 'lax'
+    elsewhere (cuDNN and TPU convolutions are the fast path there). Which matmul formulation
+    depends on the size of the work, so on CPU `conv2d` resolves 'auto' per call (see
+    `_auto_matmul_impl`); this function returns 'auto' for that case.
     """
     if impl not in CONV_IMPLS:
         raise ConfigError(f"conv implementation must be one of {', '.join(CONV_IMPLS)}, "
                           f"got {impl!r}")
-    if impl == "auto":
-        return "patches" if jax.default_backend() == "cpu" else "lax"
+    if impl == "auto" and jax.default_backend() != "cpu":
+        return "lax"
     return impl
+
+
+def _auto_matmul_impl(x_shape, kernel_shape, stride) -> str:
+    """'banded' for stride-1 convolutions whose patch matrix would be large, else 'patches'.
+
+    Measured on a 2-core CPU inside LeNet's jitted training scan: at batch 128 the patch matrix
+    of conv1 (25x its input) makes `conv2d_patches` memory-bound, and `conv2d_banded` took the
+    step from ~22 to ~9 ms; at batch 4 the patch matrices are small, the step is bound by the
+    number of XLA ops, and patches (fewer ops) is ~4% faster.
+    """
+    kh, kw, cin, _ = kernel_shape
+    n, h, w, _ = x_shape
+    ho, wo = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
+    if tuple(stride) == (1, 1) and kh * kw * cin * n * ho * wo > _SMALL_PATCHES:
+        return "banded"
+    return "patches"
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0),
@@ -62,12 +81,19 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0),
     """NHWC x HWIO convolution with PyTorch's symmetric zero padding (`padding=p` pads p on
     each side; Flax's 'SAME'/'VALID' strings are not the same thing for even kernels).
 
-    `impl`: 'lax' (`lax.conv_general_dilated`), 'patches' (`conv2d_patches`: equal to 'lax'
-    up to float summation order) or 'auto' (see `conv_impl`).
+    `impl`: 'lax' (`lax.conv_general_dilated`), 'patches' (`conv2d_patches`), 'banded'
+    (`conv2d_banded`), both equal to 'lax' up to float summation order, or 'auto' (see
+    `conv_impl`).
     """
-    if conv_impl(impl) == "patches":
-        return conv2d_patches(x, kernel, stride, padding)
+    impl = conv_impl(impl)
     ph, pw = padding
+    if impl == "auto":
+        padded = (x.shape[0], x.shape[1] + 2 * ph, x.shape[2] + 2 * pw, x.shape[3])
+        impl = _auto_matmul_impl(padded, kernel.shape, stride)
+    if impl == "patches":
+        return conv2d_patches(x, kernel, stride, padding)
+    if impl == "banded":
+        return conv2d_banded(x, kernel, stride, padding)
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=stride, padding=((ph, ph), (pw, pw)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -113,6 +139,56 @@ def conv2d_patches(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0
     return jnp.transpose(y_t, (1, 2, 3, 0))
 
 
+def _band_selector(kw: int, tile: int) -> np.ndarray:
+    """E[j, q, v] = 1 where v = q + j: kernel column j feeds output column q from input v."""
+    e = np.zeros((kw, tile, tile + kw - 1), np.float32)
+    for j in range(kw):
+        e[j, np.arange(tile), np.arange(tile) + j] = 1.0
+    return e
+
+
+def conv2d_banded(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0),
+                  tile: int | None = None) -> jax.Array:
+    """`conv2d` (stride 1) as one matmul against a banded (Toeplitz) form of the kernel.
+
+    The output width is cut into tiles of `tile` columns (default kw - 1). Output tile t of
+    row r needs input rows r..r+kh-1, columns t*tile .. t*tile+tile+kw-2, all channels: a
+    strip of kh * (tile + kw - 1) * C numbers that, unlike im2col's patches, overlaps its
+    neighbours only by kw - 1 columns. Each strip row times the banded matrix
+    B[(i, v, c), (q, o)] = K[i, v - q, c, o] (zero off the band) gives the tile's
+    tile * O outputs, so the whole convolution is [N*Ho*tiles, kh*(tile+kw-1)*C] @ B.
+    That does (tile + kw - 1) / kw times the direct FLOPs (1.6x for 5x5 kernels) but builds a
+    strip matrix ~kw/1.6 times smaller than the patch matrix, which is what bounds a
+    3-channel conv1 on CPU. Gradients: two matmuls, plus the band's sum back onto K (autodiff).
+    Stride > 1 falls back to `conv2d_patches`. A non-finite input value also reaches its
+    zero band entries (0 * inf = nan), where lax.conv would give inf; inputs here are images.
+    """
+    if tuple(stride) != (1, 1):
+        return conv2d_patches(x, kernel, stride, padding)
+    kh, kw, cin, cout = kernel.shape
+    ph, pw = padding
+    if ph or pw:
+        x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    n, h, w, _ = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d: input {x.shape[1:3]} (padded {h}x{w}) is smaller than the "
+                         f"kernel {kh}x{kw}")
+    tile = min(wo, max(1, kw - 1) if tile is None else tile)
+    tiles = -(-wo // tile)
+    span = tile + kw - 1
+    if tiles * tile + kw - 1 > w:                  # the last tile runs past the right edge
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, tiles * tile + kw - 1 - w), (0, 0)))
+    strips = jnp.stack([x[:, :, t * tile:t * tile + span] for t in range(tiles)], 2)
+    strips = strips.reshape(n, h, tiles, span * cin)                    # [N, H, tiles, (v, c)]
+    rows = jnp.concatenate([strips[:, i:i + ho] for i in range(kh)], -1)  # (i, v, c) order
+    band = jnp.einsum("ijco,jqv->ivcqo", kernel, _band_selector(kw, tile).astype(kernel.dtype))
+    y = rows.reshape(n * ho * tiles, kh * span * cin) @ band.reshape(kh * span * cin,
+                                                                     tile * cout)
+    y = y.reshape(n, ho, tiles * tile, cout)
+    return y[:, :, :wo] if tiles * tile != wo else y
+
+
 class Conv2d(nn.Module):
     """torch.nn.Conv2d(in, out, kernel_size, stride, padding, bias) on NHWC input."""
 
@@ -122,7 +198,7 @@ class Conv2d(nn.Module):
     padding: int | Sequence[int] = 0
     use_bias: bool = True
     torch_init: bool = True
-    impl: str = "auto"              # 'auto', 'lax' or 'patches': see `conv2d` / `conv_impl`
+    impl: str = "auto"              # 'auto', 'lax', 'patches' or 'banded': see `conv2d`
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

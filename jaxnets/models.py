@@ -55,7 +55,7 @@ class LeNet(nn.Module):
 
     classes: int = 10
     torch_init: bool = True
-    conv_impl: str = "auto"         # layers.conv_impl: patches + matmul on CPU, lax.conv elsewhere
+    conv_impl: str = "auto"         # layers.conv_impl: matmul forms on CPU, lax.conv elsewhere
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

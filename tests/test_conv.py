@@ -1,4 +1,5 @@
-"""The patches convolution equals lax.conv (values and gradients); max_pool2d equals PyTorch's."""
+"""The patches and banded convolutions equal lax.conv (values and gradients); max_pool2d equals
+PyTorch's."""
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,14 @@ def _patches(x, k, stride, padding):
     return L.conv2d(x, k, stride, padding, impl="patches")
 
 
+def _banded(x, k, stride, padding):
+    return L.conv2d(x, k, stride, padding, impl="banded")
+
+
+def _banded_tile(tile):
+    return lambda x, k, stride, padding: L.conv2d_banded(x, k, stride, padding, tile=tile)
+
+
 @pytest.mark.parametrize("shape,kernel,stride,padding", [
     ((2, 32, 32, 3), (5, 5, 3, 6), (1, 1), (0, 0)),     # LeNet conv1 (CIFAR-10)
     ((2, 14, 14, 6), (5, 5, 6, 16), (1, 1), (0, 0)),    # LeNet conv2
@@ -27,8 +36,8 @@ def _patches(x, k, stride, padding):
     ((2, 8, 10, 2), (3, 5, 2, 4), (1, 2), (2, 1)),      # non-square kernel and padding
 ])
 @pytest.mark.parametrize("small_patches", [0, 1 << 40])   # one-stage / two-stage patch build
-def test_patches_equal_lax_values_and_gradients(shape, kernel, stride, padding, small_patches,
-                                                monkeypatch):
+def test_matmul_convs_equal_lax_values_and_gradients(shape, kernel, stride, padding,
+                                                    small_patches, monkeypatch):
     monkeypatch.setattr(L, "_SMALL_PATCHES", small_patches)
     kx, kk, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, shape)
@@ -37,40 +46,54 @@ def test_patches_equal_lax_values_and_gradients(shape, kernel, stride, padding, 
     @jax.jit  # one compile per implementation (op-by-op eager mode compiles every primitive)
     def both(x, k):
         out = {}
-        for name, conv in (("lax", _lax), ("patches", _patches)):
+        impls = (("lax", _lax), ("patches", _patches), ("banded", _banded),
+                 ("banded tile 1", _banded_tile(1)), ("banded tile 3", _banded_tile(3)),
+                 ("banded one tile", _banded_tile(1000)), ("auto", L.conv2d))
+        for name, conv in impls:
             y, vjp = jax.vjp(lambda x, k, conv=conv: conv(x, k, stride, padding), x, k)
             g = jax.random.normal(kg, y.shape)  # a random cotangent, not just ones
             out[name] = (y, *vjp(g))
         return out
 
     out = both(x, k)
-    (y_lax, gx_lax, gk_lax), (y_pat, gx_pat, gk_pat) = out["lax"], out["patches"]
-    assert y_pat.shape == y_lax.shape
-    np.testing.assert_allclose(y_pat, y_lax, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gx_pat, gx_lax, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gk_pat, gk_lax, rtol=1e-5, atol=1e-4)
+    y_lax, gx_lax, gk_lax = out.pop("lax")
+    for name, (y, gx, gk) in out.items():
+        assert y.shape == y_lax.shape, name
+        np.testing.assert_allclose(y, y_lax, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(gx, gx_lax, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(gk, gk_lax, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
-def test_patches_match_pytorch_conv2d():
+@pytest.mark.parametrize("impl,stride,padding", [
+    ("patches", (2, 1), (1, 2)), ("banded", (1, 1), (1, 2)), ("banded", (2, 1), (1, 2))])
+def test_matmul_convs_match_pytorch_conv2d(impl, stride, padding):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3, 12, 10)).astype(np.float32)     # NCHW
     w = rng.normal(size=(6, 3, 5, 3)).astype(np.float32)       # OIHW
-    theirs = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=(2, 1), padding=(1, 2))
+    theirs = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=padding)
     ours = L.conv2d(jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(w.transpose(2, 3, 1, 0)),
-                    (2, 1), (1, 2), impl="patches")
+                    stride, padding, impl=impl)
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy().transpose(0, 2, 3, 1),
                                rtol=1e-5, atol=1e-5)
 
 
-def test_conv2d_module_impls_agree_and_auto_is_patches_on_cpu():
+def test_conv2d_module_impls_agree_and_auto_picks_by_size_on_cpu():
     x = jax.random.normal(jax.random.key(2), (2, 10, 10, 3))
     mods = {impl: L.Conv2d(4, 3, padding=1, impl=impl) for impl in L.CONV_IMPLS}
     params = mods["lax"].init(jax.random.key(3), x)
     outs = {impl: m.apply(params, x) for impl, m in mods.items()}
-    np.testing.assert_allclose(outs["patches"], outs["lax"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(outs["auto"], outs["patches"])
-    assert jax.default_backend() == "cpu" and L.conv_impl("auto") == "patches"
+    for impl in ("patches", "banded"):
+        np.testing.assert_allclose(outs[impl], outs["lax"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(outs["auto"], outs["patches"])   # a small patch matrix
+    assert jax.default_backend() == "cpu" and L.conv_impl("auto") == "auto"
     assert L.conv_impl("lax") == "lax"
+    # LeNet's convolutions: patches at batch 4, banded at batch 128 (where the 25x patch
+    # matrix of the 3-channel conv1 is what bounds the step).
+    assert L._auto_matmul_impl((4, 32, 32, 3), (5, 5, 3, 6), (1, 1)) == "patches"
+    assert L._auto_matmul_impl((4, 14, 14, 6), (5, 5, 6, 16), (1, 1)) == "patches"
+    assert L._auto_matmul_impl((128, 32, 32, 3), (5, 5, 3, 6), (1, 1)) == "banded"
+    assert L._auto_matmul_impl((128, 14, 14, 6), (5, 5, 6, 16), (1, 1)) == "banded"
+    assert L._auto_matmul_impl((128, 32, 32, 3), (3, 3, 3, 6), (2, 2)) == "patches"
 
 
 def test_unknown_impl_is_a_config_error():
@@ -78,12 +101,14 @@ def test_unknown_impl_is_a_config_error():
         L.conv2d(jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 1)), impl="im2col")
 
 
-def test_patches_kernel_larger_than_input_is_a_clear_error():
+@pytest.mark.parametrize("impl", ["patches", "banded"])
+def test_kernel_larger_than_input_is_a_clear_error(impl):
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        L.conv2d(jnp.zeros((1, 3, 3, 1)), jnp.zeros((5, 5, 1, 1)), impl="patches")
+        L.conv2d(jnp.zeros((1, 3, 3, 1)), jnp.zeros((5, 5, 1, 1)), impl=impl)
 
 
-def test_patches_under_jit_and_scan():
+@pytest.mark.parametrize("impl", ["patches", "banded"])
+def test_matmul_convs_under_jit_and_scan(impl):
     x = jax.random.normal(jax.random.key(4), (3, 2, 9, 9, 2))
     k = jax.random.normal(jax.random.key(5), (3, 3, 2, 4))
 
@@ -92,7 +117,7 @@ def test_patches_under_jit_and_scan():
             return c + jnp.sum(L.conv2d(xi, k, (1, 1), (1, 1), impl) ** 2), None
         return jax.jit(lambda x: jax.lax.scan(body, 0.0, x)[0])(x)
 
-    np.testing.assert_allclose(run("patches"), run("lax"), rtol=1e-5)
+    np.testing.assert_allclose(run(impl), run("lax"), rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 7, 3), (1, 5, 5, 2)])
