@@ -61,17 +61,20 @@ def conv_impl(impl: str = "auto") -> str:
 
 
 def _auto_matmul_impl(x_shape, kernel_shape, stride) -> str:
-    """'banded' for stride-1 convolutions whose patch matrix would be large, else 'patches'.
+    """'banded' for stride-1 convolutions with few input channels or a large patch matrix,
+    else 'patches'.
 
-    Measured on a 2-core CPU inside LeNet's jitted training scan: at batch 128 the patch matrix
-    of conv1 (25x its input) makes `conv2d_patches` memory-bound, and `conv2d_banded` took the
-    step from ~22 to ~9 ms; at batch 4 the patch matrices are small, the step is bound by the
-    number of XLA ops, and patches (fewer ops) is ~4% faster.
+    Measured on a 2-core CPU inside LeNet's jitted training scan (benchmarks/, interleaved
+    runs): at batch 128 the patch matrix of conv1 (25x its input) makes `conv2d_patches`
+    memory-bound, and banded conv1 and conv2 took the step from ~22 to ~9 ms. At batch 4 the
+    matrices are small and the step is bound by per-op costs: banded was still faster for the
+    3-channel conv1 (~0.52 -> ~0.51 ms/step best of 7, medians 8% apart), patches for the
+    6-channel conv2 (~4%).
     """
     kh, kw, cin, _ = kernel_shape
     n, h, w, _ = x_shape
     ho, wo = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
-    if tuple(stride) == (1, 1) and kh * kw * cin * n * ho * wo > _SMALL_PATCHES:
+    if tuple(stride) == (1, 1) and (cin <= 4 or kh * kw * cin * n * ho * wo > _SMALL_PATCHES):
         return "banded"
     return "patches"
 

@@ -84,16 +84,17 @@ def test_conv2d_module_impls_agree_and_auto_picks_by_size_on_cpu():
     outs = {impl: m.apply(params, x) for impl, m in mods.items()}
     for impl in ("patches", "banded"):
         np.testing.assert_allclose(outs[impl], outs["lax"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(outs["auto"], outs["patches"])   # a small patch matrix
+    np.testing.assert_array_equal(outs["auto"], outs["banded"])    # 3 input channels
     assert jax.default_backend() == "cpu" and L.conv_impl("auto") == "auto"
     assert L.conv_impl("lax") == "lax"
-    # LeNet's convolutions: patches at batch 4, banded at batch 128 (where the 25x patch
-    # matrix of the 3-channel conv1 is what bounds the step).
-    assert L._auto_matmul_impl((4, 32, 32, 3), (5, 5, 3, 6), (1, 1)) == "patches"
+    # LeNet's convolutions: banded for the 3-channel conv1, and for conv2 at batch 128 (large
+    # patch matrices are what bound the step there), patches for conv2 at batch 4.
+    assert L._auto_matmul_impl((4, 32, 32, 3), (5, 5, 3, 6), (1, 1)) == "banded"
     assert L._auto_matmul_impl((4, 14, 14, 6), (5, 5, 6, 16), (1, 1)) == "patches"
     assert L._auto_matmul_impl((128, 32, 32, 3), (5, 5, 3, 6), (1, 1)) == "banded"
     assert L._auto_matmul_impl((128, 14, 14, 6), (5, 5, 6, 16), (1, 1)) == "banded"
     assert L._auto_matmul_impl((128, 32, 32, 3), (3, 3, 3, 6), (2, 2)) == "patches"
+    assert L._auto_matmul_impl((4, 10, 10, 8), (3, 3, 8, 8), (1, 1)) == "patches"
 
 
 def test_unknown_impl_is_a_config_error():
