@@ -225,12 +225,16 @@ def notes(rows: list[dict], peak: float) -> list[str]:
                      f"of {peak:.0f} GFLOP/s (jaxnets runs at {100 * r['jax_floor']:.0f}% of it)")
             if need > peak:
                 line += ": not reachable on this machine without doing fewer FLOPs"
-        if r["name"].startswith("lenet"):
-            line += (". Profiled (not measured by this script): conv1 dominates; on XLA:CPU it runs "
-                     "as patches + matmul (`jaxnets.layers.conv2d_patches`), and its 3-channel "
-                     "patch matrix (25x the input: 30 MB per step at batch 128) makes it memory-"
-                     "bound, where PyTorch's oneDNN convolves directly; at batch 4 the ~100 small "
-                     "XLA ops per step each cost a few microseconds")
+        if r["name"] == "lenet_b4":
+            line += (". Profiled (not measured by this script): a batch-4 step is ~85 XLA ops, "
+                     "none dominant: conv1's strip build and its two matmuls (~50 us each), the "
+                     "pool gradient fused with conv2's input gradient (~50 us), fc1's input "
+                     "gradient (~35 us), then many 5-25 us ones; fusing the optimizer updates "
+                     "(optax.flatten), a one-hot cross-entropy and slice-based pooling measured "
+                     "no faster")
+        elif r["name"].startswith("lenet"):
+            line += (". Convolutions run as matmuls (`jaxnets.layers.conv2d_banded`), where "
+                     "PyTorch's oneDNN convolves directly")
         lines.append(line + ".")
     return lines
 
