@@ -167,7 +167,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         features = int(np.prod(images.shape[1:]))
         apply_fn = mnist.init_state(config, init_key, features).apply_fn
         loss_fn = train.classification_loss(apply_fn, mnist.preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn), unroll=mnist.SCAN_UNROLL)
         data = D.to_device({"image": images, "label": labels})
         return _fit_runner(lambda: mnist.init_state(config, init_key, features), run_steps, data,
                            mnist.sampler(config, len(images), data_key), steps, train_key,
@@ -181,7 +181,8 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
         apply_fn = cifar10.init_state(config, init_key).apply_fn
         loss_fn = train.classification_loss(apply_fn, cifar10.preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn),
+                                         unroll=cifar10.scan_unroll(config.batch_size))
         data = D.to_device({"image": images, "label": labels})
         sampler = D.EpochSampler(len(images), config.batch_size, data_key)
         return _fit_runner(lambda: cifar10.init_state(config, init_key), run_steps, data, sampler,

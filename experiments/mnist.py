@@ -100,6 +100,11 @@ def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
         return train_set, test_set, notice
 
 
+# Steps per compiled loop iteration (train.make_run_steps): a step of this MLP takes ~0.5 ms
+# on CPU, and unrolling 4 measured ~10% faster (benchmarks/, interleaved runs).
+SCAN_UNROLL = 4
+
+
 def make_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(init, data order, training) keys: all randomness of a run comes from its seed."""
     init_key, data_key, train_key = jax.random.split(jax.random.key(seed), 3)
@@ -147,7 +152,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
 
     loss_fn = train.classification_loss(state.apply_fn, preprocess)
     mesh = cli.device_mesh(config.devices)              # None: one device
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh,
+                                     unroll=SCAN_UNROLL)
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
                               parallel.replicated(mesh))
     order = sampler(config, len(train_set), data_key)

@@ -96,7 +96,7 @@ def jit_train_step(loss_fn: LossFn) -> Callable:
 
 
 def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = None,
-                   mesh: Mesh | None = None) -> Callable:
+                   mesh: Mesh | None = None, unroll: int = 1) -> Callable:
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])` in one jit.
 
     `data` is a dict of whole-dataset arrays resident on the device; batch t is gathered inside
@@ -104,6 +104,12 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
     With a `mesh` (`jaxnets.parallel.make_mesh`), each batch stays split over its devices and
     the state stays replicated: data parallel training with the same `train_step` (pass the
     same mesh to `fit`, which places the inputs).
+
+    `unroll` steps run per iteration of the compiled loop (`lax.scan(unroll=)`); the results
+    are the same. Sub-millisecond steps are faster unrolled on CPU, where each loop iteration
+    has fixed costs (copies of the carried state, the loop's own bookkeeping): measured here,
+    4 made seed 000's MNIST step ~10% faster and LeNet's at batch 4 ~5%, while LeNet at batch
+    128 got ~4% slower and compiled ~1 s longer. The experiments pass what was measured for them.
     """
 
     def run_steps(state, data, idx, mask, key):
@@ -120,7 +126,7 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
                 state = parallel.constrain_replicated(state, mesh)
             return state, metrics
 
-        return jax.lax.scan(body, state, (idx, mask))
+        return jax.lax.scan(body, state, (idx, mask), unroll=unroll)
 
     # No buffer donation: callers keep their input state (resume tests reuse it), and these
     # models are small enough that the copy costs nothing measurable.
