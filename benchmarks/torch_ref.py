@@ -34,15 +34,10 @@ def _print(*args) -> None:
 
 # --- seed 000: MNIST with a 784-200-10 MLP --------------------------------------------------------
 
-def seed000_nn(x, w1, w2):
-    l1 = x @ w1
-    l1 = torch.relu(l1)
-    return l1 @ w2
-
-
 def mnist(images: np.ndarray, labels: np.ndarray, steps: int, optimizer: str,
           batch_size: int = 100, lr: float = 1e-3, seed: int = 0):
-    """Seed 000's loop: SGD as written (`.grad` never zeroed) or its Adam version."""
+    """Seed 000's loop (`experiments.pytorch_reference.seed000_loop`): SGD as written (`.grad`
+    never zeroed) or its Adam version, batch indices drawn each step as the seed does."""
     train_data = torch.from_numpy(images.reshape(len(images), 28, 28))   # uint8, like .train_data
     train_labels = torch.from_numpy(labels.astype(np.int64))
 
@@ -51,29 +46,11 @@ def mnist(images: np.ndarray, labels: np.ndarray, steps: int, optimizer: str,
         rng = np.random.default_rng(seed)
         w1 = torch.randn(784, 200, requires_grad=True)
         w2 = torch.randn(200, 10, requires_grad=True)
-        lossfn = torch.nn.CrossEntropyLoss()
-        opt = torch.optim.Adam(params=[w1, w2], lr=lr) if optimizer == "adam" else None
 
         def run():
-            nonlocal w1, w2
-            res = []
-            for i in range(steps):
-                rid = rng.integers(0, train_data.shape[0], size=batch_size)
-                x = train_data[rid].float().flatten(start_dim=1)
-                x /= x.max()
-                pred = seed000_nn(x, w1, w2)
-                target = train_labels[rid]
-                loss = lossfn(pred, target)
-                loss.backward()
-                if opt is not None:
-                    opt.step()
-                    opt.zero_grad()
-                else:
-                    with torch.no_grad():
-                        w1 -= lr * w1.grad
-                        w2 -= lr * w2.grad
-                res.append(loss)
-            return res
+            return ref.seed000_loop(
+                train_data, train_labels, w1, w2, steps,
+                lambda i: rng.integers(0, train_data.shape[0], size=batch_size), optimizer, lr)
 
         return run
 

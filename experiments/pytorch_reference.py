@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_init: np.ndarray,
-                  w2_init: np.ndarray, optimizer: str = "sgd", lr: float = 1e-3
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seed 000's MNIST loop (SGD without zero_grad, or Adam). Returns (losses, w1, w2)."""
+def seed000_loop(train_data, train_labels, w1, w2, steps: int, batch_indices, optimizer: str = "sgd",
+                 lr: float = 1e-3) -> list:
+    """Seed 000's training loop, as written, on torch tensors: `train_data` uint8 [N, 28, 28],
+    `train_labels` int64 [N], `w1`/`w2` leaf tensors with requires_grad. `batch_indices(i)`
+    gives step i's indices (the seed calls `np.random.randint` there). Returns the seed's `res`:
+    one loss tensor per step. The benchmark times this; the parity tests call `seed000_train`."""
     import torch
 
     def nn(x, w1, w2):
@@ -22,19 +24,15 @@ def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_in
         l2 = l1 @ w2
         return l2
 
-    train_data = torch.from_numpy(np.array(images[..., 0]))  # a writable copy for torch
-    train_labels = torch.from_numpy(np.array(labels))
-    w1 = torch.tensor(w1_init, requires_grad=True)  # changed: given weights, not torch.randn
-    w2 = torch.tensor(w2_init, requires_grad=True)
     lossfn = torch.nn.CrossEntropyLoss()
     optim = torch.optim.Adam(params=[w1, w2], lr=lr) if optimizer == "adam" else None
     res = []
-    for i in range(len(idx)):
-        rid = torch.from_numpy(idx[i].astype(np.int64))  # changed: given indices, not np.random
+    for i in range(steps):
+        rid = batch_indices(i)
         x = train_data[rid].float().flatten(start_dim=1)
         x /= x.max()
         pred = nn(x, w1, w2)
-        target = train_labels[rid].long()
+        target = train_labels[rid]
         loss = lossfn(pred, target)
         loss.backward()
         if optim is None:
@@ -44,8 +42,25 @@ def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_in
         else:
             optim.step()
             optim.zero_grad()
-        res.append(loss.item())
-    return np.array(res), w1.detach().numpy(), w2.detach().numpy()
+        res.append(loss)
+    return res
+
+
+def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_init: np.ndarray,
+                  w2_init: np.ndarray, optimizer: str = "sgd", lr: float = 1e-3
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`seed000_loop` from given weights (changed from the seed's torch.randn) and given batch
+    indices idx[steps, B] (changed from np.random). Returns (losses, w1, w2) as numpy."""
+    import torch
+
+    train_data = torch.from_numpy(np.array(images[..., 0]))  # a writable copy for torch
+    train_labels = torch.from_numpy(np.array(labels).astype(np.int64))
+    w1 = torch.tensor(w1_init, requires_grad=True)
+    w2 = torch.tensor(w2_init, requires_grad=True)
+    res = seed000_loop(train_data, train_labels, w1, w2, len(idx),
+                       lambda i: torch.from_numpy(idx[i].astype(np.int64)), optimizer, lr)
+    return (np.array([loss.item() for loss in res]), w1.detach().numpy(),
+            w2.detach().numpy())
 
 
 def seed000_accuracy(w1: np.ndarray, w2: np.ndarray, images: np.ndarray, labels: np.ndarray,
