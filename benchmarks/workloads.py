@@ -181,8 +181,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
         apply_fn = cifar10.init_state(config, init_key).apply_fn
         loss_fn = train.classification_loss(apply_fn, cifar10.preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn),
-                                         unroll=cifar10.scan_unroll(config.batch_size))
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
         data = D.to_device({"image": images, "label": labels})
         sampler = D.EpochSampler(len(images), config.batch_size, data_key)
         return _fit_runner(lambda: cifar10.init_state(config, init_key), run_steps, data, sampler,

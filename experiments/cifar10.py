@@ -91,13 +91,6 @@ def init_params(key: jax.Array) -> dict:
     return MODEL.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
 
 
-def scan_unroll(batch_size: int) -> int:
-    """Steps per compiled loop iteration (train.make_run_steps): 4 for the tutorial's batch of
-    4 (~0.5 ms steps on CPU, ~5% faster unrolled), 1 for large batches (batch 128: ~4% slower
-    unrolled, and ~1 s more compile)."""
-    return 4 if batch_size <= 16 else 1
-
-
 def init_state(config: Config, key: jax.Array) -> train.TrainState:
     """`net = Net()` and `optim.SGD(net.parameters(), lr, momentum)` (PyTorch's SGD rule)."""
     return train.TrainState.create(MODEL.apply, init_params(key),
@@ -180,8 +173,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
         device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
                                   parallel.replicated(mesh))
         loss_fn = train.classification_loss(state.apply_fn, preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh,
-                                         unroll=scan_unroll(config.batch_size))
+        run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
                                   chunk_size=ckpt.chunk_size(config.print_every),
                                   progress=config.progress, desc="cifar10", on_chunk=on_chunk,
