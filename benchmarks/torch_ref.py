@@ -130,27 +130,24 @@ T_C = [0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0]
 T_U = [35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4]
 
 
-# Seed 003's functions, verbatim, from the one PyTorch reference.
-model, loss_fn, grad_fn = ref.thermo_model, ref.thermo_loss_fn, ref.thermo_grad_fn
+# Seed 003's functions, verbatim, from the one PyTorch reference (the optimizer version below).
+model, loss_fn = ref.thermo_model, ref.thermo_loss_fn
 
 
 def thermometer(n_epochs: int, learning_rate: float = 1e-2):
-    """The book's `training_loop` with the hand-derived gradient, on t_un = 0.1 * t_u (its
+    """The book's `training_loop` with the hand-derived gradient
+    (`experiments.pytorch_reference.thermometer_training_loop`), on t_un = 0.1 * t_u (its
     5000-epoch run), printing every epoch as the book does."""
     t_c = torch.tensor(T_C)
     t_un = 0.1 * torch.tensor(T_U)
 
+    def report(epoch, params, loss, grad):
+        _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
+
     def prepare():
         def run():
-            params = torch.tensor([1.0, 0.0])
-            for epoch in range(1, n_epochs + 1):
-                w, b = params
-                t_p = model(t_un, w, b)
-                loss = loss_fn(t_p, t_c)
-                grad = grad_fn(t_un, t_c, t_p, w, b)
-                params = params - learning_rate * grad
-                _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
-            return params
+            return ref.thermometer_training_loop(n_epochs, learning_rate,
+                                                 torch.tensor([1.0, 0.0]), t_un, t_c, report)
 
         return run
 

@@ -129,8 +129,24 @@ def thermo_grad_fn(t_u, t_c, t_p, w, b):
     return torch.stack([dloss_dw.sum(), dloss_db.sum()])
 
 
+def thermometer_training_loop(n_epochs: int, learning_rate: float, params, t_u, t_c,
+                              on_epoch=None):
+    """Seed 003's training_loop with its hand-derived grad_fn (the book's intended indentation),
+    on torch tensors. `on_epoch(epoch, params, loss, grad)` is called where the book prints.
+    Returns the final params. The benchmark times this; tests use `thermometer_loop`."""
+    for epoch in range(1, n_epochs + 1):
+        w, b = params
+        t_p = thermo_model(t_u, w, b)
+        loss = thermo_loss_fn(t_p, t_c)
+        grad = thermo_grad_fn(t_u, t_c, t_p, w, b)
+        params = params - learning_rate * grad
+        if on_epoch is not None:
+            on_epoch(epoch, params, loss, grad)
+    return params
+
+
 def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
-    """Seed 003's training_loop with its hand-derived grad_fn (the book's intended indentation).
+    """`thermometer_training_loop` on anything tensor-like, recording every epoch.
 
     Returns torch tensors (params, losses[n], params after each epoch [n, 2], grads [n, 2]).
     """
@@ -138,15 +154,13 @@ def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
 
     t_u, t_c, params = torch.as_tensor(t_u), torch.as_tensor(t_c), torch.as_tensor(params)
     losses, history, grads = [], [], []
-    for _ in range(1, n_epochs + 1):
-        w, b = params
-        t_p = thermo_model(t_u, w, b)
-        loss = thermo_loss_fn(t_p, t_c)
-        grad = thermo_grad_fn(t_u, t_c, t_p, w, b)
-        params = params - learning_rate * grad
+
+    def record(epoch, params, loss, grad):
         losses.append(loss)
         history.append(params)
         grads.append(grad)
+
+    params = thermometer_training_loop(n_epochs, learning_rate, params, t_u, t_c, record)
     return params, torch.stack(losses), torch.stack(history), torch.stack(grads)
 
 

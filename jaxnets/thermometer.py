@@ -122,26 +122,35 @@ def training_loop(n_epochs: int, learning_rate: float | jax.Array, params: jax.A
 
 
 
+def _full_batch_loss(params, model_state, batch, key):
+    del key  # deterministic: nothing random in this fit
+    return params_loss(params, batch["t_u"], batch["t_c"]), ({}, model_state)
+
+
+# The optimizer loop, built once: `jax.jit` compiles it once per optimizer and epoch count,
+# and later calls with the same ones reuse the compiled loop.
+run_epochs = train.make_run_steps(train.make_train_step(_full_batch_loss))
+
+
+def full_batches(n_epochs: int, t_u: jax.Array, t_c: jax.Array):
+    """`run_epochs`' inputs for n_epochs full-batch steps: (data, idx, mask, key)."""
+    n = t_u.shape[0]
+    idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_epochs, n))
+    mask = jnp.ones((n_epochs, n), bool)
+    # The key is required by the loop's signature and unused by this loss.
+    return {"t_u": t_u, "t_c": t_c}, idx, mask, jax.random.key(0)
+
+
 def fit_optax(tx: optax.GradientTransformation, n_epochs: int, params: jax.Array,
               t_u: jax.Array, t_c: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The book's optimizer loop, full batch, through the one training loop (`jaxnets.train`).
 
     Each epoch is one `train_step` on all 11 points; the n_epochs steps run in one jitted scan
-    (`make_run_steps`, every batch the whole data set).
+    (`run_epochs`, every batch the whole data set).
 
     Returns:
       (final params, float32[n_epochs] loss of each epoch before its step, as the book prints).
     """
-
-    def loss_fn(params, model_state, batch, key):
-        del key  # deterministic: nothing random in this fit
-        return params_loss(params, batch["t_u"], batch["t_c"]), ({}, model_state)
-
     state = train.TrainState.create(model, jnp.asarray(params, jnp.float32), tx)
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
-    n = t_u.shape[0]
-    idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_epochs, n))
-    mask = jnp.ones((n_epochs, n), bool)
-    # The key is required by the loop's signature and unused by this loss.
-    state, metrics = run_steps(state, {"t_u": t_u, "t_c": t_c}, idx, mask, jax.random.key(0))
+    state, metrics = run_epochs(state, *full_batches(n_epochs, t_u, t_c))
     return state.params, metrics["loss"]
