@@ -68,8 +68,7 @@ class Config:
         cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         cli.check(self.print_every >= 1, f"--print-every must be at least 1, got "
                                          f"{self.print_every}")
-        cli.check(not self.resume or self.checkpoint_dir is not None,
-                  "--resume needs --checkpoint-dir DIR (the folder to resume from)")
+        cli.check_checkpoint(self)
 
 
 # The tutorial's transform, applied inside the jitted step to uint8 NHWC images.

@@ -95,6 +95,13 @@ def add_checkpoint(p: argparse.ArgumentParser, every: int | None = 1000) -> None
                    help="how many of the latest checkpoints to keep (default 3)")
 
 
+def check_checkpoint(config: Any) -> None:
+    """The checks of add_checkpoint's flags, for Config.__post_init__ (before data loading)."""
+    from jaxnets import checkpoint
+
+    checkpoint.check_resume(config.resume, config.checkpoint_dir)
+
+
 def checkpoint_args(args: argparse.Namespace) -> dict:
     """The Config fields that add_checkpoint's flags set."""
     return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,

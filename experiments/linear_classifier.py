@@ -70,6 +70,7 @@ class Config:
         cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         cli.check_devices(self.batch_size, self.devices)
+        cli.check_checkpoint(self)
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
 

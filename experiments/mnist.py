@@ -68,6 +68,7 @@ class Config:
         cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         cli.check_devices(self.batch_size, self.devices)
+        cli.check_checkpoint(self)
 
 
 def preprocess(images: jax.Array) -> jax.Array:

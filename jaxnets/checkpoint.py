@@ -129,6 +129,13 @@ def _check_tree(where: str, metadata: Any, template: dict) -> None:
                                   "here; use another --checkpoint-dir")
 
 
+def check_resume(resume: bool, directory: str | None) -> None:
+    """ConfigError for --resume without --checkpoint-dir (experiment Configs call it too, so a
+    bad command line fails before any data is loaded)."""
+    if resume and directory is None:
+        raise ConfigError("--resume needs --checkpoint-dir DIR (the folder to resume from)")
+
+
 class Checkpoints:
     """A run's checkpoints in one folder: resume, save every `every` steps, keep the last `keep`.
 
@@ -142,8 +149,7 @@ class Checkpoints:
             raise ConfigError(f"--checkpoint-every must be at least 1, got {every}")
         if keep < 1:
             raise ConfigError(f"--keep-checkpoints must be at least 1, got {keep}")
-        if resume and directory is None:
-            raise ConfigError("--resume needs --checkpoint-dir DIR (the folder to resume from)")
+        check_resume(resume, directory)
         self.directory = None if directory is None else os.path.abspath(directory)
         self.config = _config_dict(config)
         self.experiment = _experiment_name(config)
