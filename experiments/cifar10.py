@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from jaxnets import checkpoint, optim, parallel, plots, train
+from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LeNet
@@ -169,8 +169,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
                 print(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
 
         mesh = cli.device_mesh(config.devices)  # None: one device
-        device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
-                                  parallel.replicated(mesh))
+        device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
         loss_fn = train.classification_loss(state.apply_fn, preprocess)
         run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,

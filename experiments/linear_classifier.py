@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from jaxnets import checkpoint, optim, parallel, plots, train
+from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LinearClassifier, torch_repr
@@ -111,14 +111,13 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     sampler = make_sampler(config, len(train_set))
     steps_per_epoch = sampler.steps_per_epoch
     print(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
-        f"from {train_set.source}); {config.epochs} epochs of {steps_per_epoch} batches of "
-        f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
+          f"from {train_set.source}); {config.epochs} epochs of {steps_per_epoch} batches of "
+          f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
 
     loss_fn = train.classification_loss(model.apply, preprocess)
     mesh = cli.device_mesh(config.devices)  # None: one device
     run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
-                              parallel.replicated(mesh))
+    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
     epochs: list[dict] = []
     ckpt = checkpoint.Checkpoints.for_run(dataclasses.replace(
         config, checkpoint_every=config.checkpoint_every or steps_per_epoch))

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from experiments import cli
-from jaxnets import checkpoint, optim, parallel, plots, train
+from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets.errors import DataUnavailable
 from jaxnets.models import SeedMLP
@@ -148,15 +148,14 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
             "SGD as the seed wrote it: .grad is never zeroed, so each step subtracts "
             "lr * (sum of all gradients so far); --zero-grad for textbook SGD")
     print(f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
-        f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
-        f"lr {config.lr}")
+          f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
+          f"lr {config.lr}")
 
     loss_fn = train.classification_loss(state.apply_fn, preprocess)
     mesh = cli.device_mesh(config.devices)              # None: one device
     run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh,
                                      unroll=SCAN_UNROLL)
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels},
-                              parallel.replicated(mesh))
+    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
     order = sampler(config, len(train_set), data_key)
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
     state, train_key = ckpt.resume_or_start(state, train_key)
