@@ -5,20 +5,20 @@ only where they are needed.
 """
 
 from jaxnets import (
-                     checkpoint,
-                     data,
-                     init,
-                     layers,
-                     losses,
-                     metrics,
-                     models,
-                     optim,
-                     parallel,
-                     plots,
-                     resnet,
-                     thermometer,
-                     torch_io,
-                     train,
+    checkpoint,
+    data,
+    init,
+    layers,
+    losses,
+    metrics,
+    models,
+    optim,
+    parallel,
+    plots,
+    resnet,
+    thermometer,
+    torch_io,
+    train,
 )
 from jaxnets.errors import CheckpointError, ConfigError, DataError, DataUnavailable, JaxnetsError
 from jaxnets.train import TrainState, evaluate, fit, make_run_steps, make_train_step

@@ -1,22 +1,22 @@
 """The data layer: sources (IDX, CIFAR-10 binary, tensorflow-datasets), transforms, batching."""
 
 from jaxnets.data.batching import (
-                                   EpochSampler,
-                                   ReplacementSampler,
-                                   epoch_order,
-                                   gather,
-                                   iterate,
-                                   num_batches,
-                                   to_device,
+    EpochSampler,
+    ReplacementSampler,
+    epoch_order,
+    gather,
+    iterate,
+    num_batches,
+    to_device,
 )
 from jaxnets.data.sources import CLASS_NAMES, DATASETS, Dataset, how_to_get, load
 from jaxnets.data.transforms import (
-                                   compose,
-                                   divide_by_batch_max,
-                                   flatten,
-                                   normalize,
-                                   to_tensor,
-                                   to_tensor_normalize,
+    compose,
+    divide_by_batch_max,
+    flatten,
+    normalize,
+    to_tensor,
+    to_tensor_normalize,
 )
 
 __all__ = [
