@@ -166,8 +166,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         init_key, data_key, train_key = mnist.make_keys(config.seed)
         features = int(np.prod(images.shape[1:]))
         apply_fn = mnist.init_state(config, init_key, features).apply_fn
-        loss_fn = train.classification_loss(apply_fn, mnist.preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn), unroll=mnist.SCAN_UNROLL)
+        run_steps = mnist.make_run_steps(apply_fn)
         data = D.to_device({"image": images, "label": labels})
         return _fit_runner(lambda: mnist.init_state(config, init_key, features), run_steps, data,
                            mnist.sampler(config, len(images), data_key), steps, train_key,
@@ -180,8 +179,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         images, labels = _load(directory, "cifar_images"), _load(directory, "cifar_labels")
         init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
         apply_fn = cifar10.init_state(config, init_key).apply_fn
-        loss_fn = train.classification_loss(apply_fn, cifar10.preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+        run_steps = cifar10.make_run_steps(apply_fn)
         data = D.to_device({"image": images, "label": labels})
         sampler = D.EpochSampler(len(images), config.batch_size, data_key)
         return _fit_runner(lambda: cifar10.init_state(config, init_key), run_steps, data, sampler,

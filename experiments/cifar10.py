@@ -90,6 +90,13 @@ def init_params(key: jax.Array) -> dict:
     return MODEL.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
 
 
+def make_run_steps(apply_fn, mesh=None):
+    """The compiled training loop (`train.make_run_steps`): cross-entropy on `preprocess`ed
+    images, one step per loop iteration; the benchmark times the same one."""
+    loss_fn = train.classification_loss(apply_fn, preprocess)
+    return train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+
+
 def init_state(config: Config, key: jax.Array) -> train.TrainState:
     """`net = Net()` and `optim.SGD(net.parameters(), lr, momentum)` (PyTorch's SGD rule)."""
     return train.TrainState.create(MODEL.apply, init_params(key),
@@ -170,8 +177,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
 
         mesh = cli.device_mesh(config.devices)  # None: one device
         device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
-        loss_fn = train.classification_loss(state.apply_fn, preprocess)
-        run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+        run_steps = make_run_steps(state.apply_fn, mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
                                   chunk_size=ckpt.chunk_size(config.print_every),
                                   progress=config.progress, desc="cifar10", on_chunk=on_chunk,

@@ -101,9 +101,12 @@ def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
         return train_set, test_set, notice
 
 
-# Steps per compiled loop iteration (train.make_run_steps): a step of this MLP takes ~0.5 ms
-# on CPU, and unrolling 4 measured ~10% faster (benchmarks/, interleaved runs).
-SCAN_UNROLL = 4
+def make_run_steps(apply_fn, mesh=None):
+    """The compiled training loop (`train.make_run_steps`) of seed 000's recipe; the benchmark
+    times the same one. Four steps per loop iteration: a step of this MLP takes ~0.5 ms on CPU,
+    and unrolling 4 measured ~10% faster (benchmarks/, interleaved runs)."""
+    loss_fn = train.classification_loss(apply_fn, preprocess)
+    return train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh, unroll=4)
 
 
 def make_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -151,10 +154,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
           f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
           f"lr {config.lr}")
 
-    loss_fn = train.classification_loss(state.apply_fn, preprocess)
     mesh = cli.device_mesh(config.devices)              # None: one device
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh,
-                                     unroll=SCAN_UNROLL)
+    run_steps = make_run_steps(state.apply_fn, mesh)
     device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
     order = sampler(config, len(train_set), data_key)
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
