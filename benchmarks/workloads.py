@@ -229,10 +229,9 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         start = {k: jnp.asarray(_load(directory, f"two_layer_{k}")) for k in ("x", "y", "w1", "w2")}
         key = jax.random.key(config.seed)
         state = E.initial_state("autograd", config, start, key)
-        run_steps = train.make_run_steps(train.make_train_step(
-            E._loss_fn("autograd", state.apply_fn)))
+        run_steps = E.make_run_steps("autograd", state.apply_fn)
         data = {"x": start["x"], "y": start["y"]}
-        sampler = D.EpochSampler(config.batch_n, config.batch_n)
+        sampler = E.full_batch_sampler(config)
         return _fit_runner(lambda: E.initial_state("autograd", config, start, key), run_steps,
                            data, sampler, steps, key, steps)
     raise KeyError(name)

@@ -153,13 +153,24 @@ def initial_state(version: str, config: Config, start: dict, key: jax.Array
     return train.TrainState.create(model.apply, params, tx)
 
 
+def make_run_steps(version: str, apply_fn):
+    """One version's compiled training loop (`train.make_run_steps`); the benchmark times the
+    same one."""
+    return train.make_run_steps(train.make_train_step(_loss_fn(version, apply_fn)))
+
+
+def full_batch_sampler(config: Config) -> D.EpochSampler:
+    """One full batch per epoch, in order."""
+    return D.EpochSampler(config.batch_n, config.batch_n)
+
+
 def train_version(version: str, config: Config, start: dict, key: jax.Array) -> np.ndarray:
     """Run one version for config.epochs full-batch steps; per-epoch losses (before each update,
     as the seed prints them)."""
     state = initial_state(version, config, start, key)
-    run_steps = train.make_run_steps(train.make_train_step(_loss_fn(version, state.apply_fn)))
+    run_steps = make_run_steps(version, state.apply_fn)
     data = {"x": start["x"], "y": start["y"]}
-    sampler = D.EpochSampler(config.batch_n, config.batch_n)  # one full batch per epoch
+    sampler = full_batch_sampler(config)
     _, result = train.fit(state, run_steps, data, sampler, config.epochs, key,
                           chunk_size=config.epochs, progress=False, desc=version)
     return result["metrics"]["loss"]
