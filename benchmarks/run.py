@@ -20,7 +20,11 @@ How it measures (machines are noisy and shared, so ratios from one run, not abso
   reported in the JSON);
 - FLOP floor: for dense workloads, the matmul/convolution FLOPs of the steps divided by the
   steady seconds, as a fraction of this machine's measured sgemm peak (best of PyTorch and
-  XLA on 2048x2048 float32, measured at the start and the end of the same run).
+  XLA on 2048x2048 float32, measured at the start and the end of the same run);
+- matmul floor: for the MLP workloads with a target, the step's own matmuls (same shapes and
+  layouts, `workloads._MNIST_MATMULS`) done `steps` times and nothing else, by torch.mm
+  (faster thread setting) and by XLA in one jitted loop: no training loop on either side can
+  take less than its library's time for these.
 """
 
 from __future__ import annotations
@@ -95,6 +99,13 @@ def measure(names: list[str], quick: bool, rounds: int, torch_threads: list[int]
                 + f"; jaxnets {out['runs'][1]['seconds']:.3f}s steady, first run "
                   f"{out['runs'][0]['seconds']:.3f}s")
         results["workloads"][name] = {"steps": steps, "torch": torch_runs, "jax": jax_runs}
+        if w.matmuls and w.target:
+            floor = {"torch": min(_worker([name, "torch", "--matmuls-only", "--threads", str(t),
+                                           *common], 600)["seconds"] for t in torch_threads),
+                     "jax": _worker([name, "jax", "--matmuls-only", *common], 600)["seconds"]}
+            results["workloads"][name]["matmul_floor"] = floor
+            say(f"  {name} matmuls alone: PyTorch {floor['torch']:.3f}s, XLA "
+                f"{floor['jax']:.3f}s")
     # The sgemm peak again at the end (the machine's load drifts): the higher one counts.
     end = _peaks()
     results["peak"] = {side: max(peaks[side], end[side]) for side in peaks}
@@ -140,6 +151,9 @@ def summarize(results: dict) -> list[dict]:
             flops = w.flop_per_step * steps
             row["torch_floor"] = flops / best_torch["seconds"] / 1e9 / peak
             row["jax_floor"] = flops / steady / 1e9 / peak
+        if "matmul_floor" in m:
+            row["torch_mm_s"] = m["matmul_floor"]["torch"]
+            row["jax_mm_s"] = m["matmul_floor"]["jax"]
         rows.append(row)
     return rows
 
@@ -225,6 +239,14 @@ def notes(rows: list[dict], peak: float) -> list[str]:
                      f"of {peak:.0f} GFLOP/s (jaxnets runs at {100 * r['jax_floor']:.0f}% of it)")
             if need > peak:
                 line += ": not reachable on this machine without doing fewer FLOPs"
+        if "torch_mm_s" in r:
+            need_s = r["torch_s"] / r["target"]
+            line += (f". The step's {len(w.matmuls)} matmuls alone, {r['steps']} times and nothing "
+                     f"else, take {r['torch_mm_s']:.3f} s in PyTorch's BLAS and "
+                     f"{r['jax_mm_s']:.3f} s in XLA")
+            if need_s < min(r["torch_mm_s"], r["jax_mm_s"]):
+                line += (f": the target's {need_s:.3f} s for the whole training run is less than "
+                         f"either library needs for those products alone")
         if r["name"] == "lenet_b4":
             line += (". Profiled (not measured by this script): a batch-4 step is ~85 XLA ops, "
                      "none dominant: conv1's strip build and its two matmuls (~50 us each), the "

@@ -191,3 +191,28 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best / 1e9
+
+
+def matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
+    """Best seconds for torch.mm (MKL/oneDNN) to do `matmuls` (one step's shapes, see
+    benchmarks.workloads) `steps` times, into preallocated outputs, nothing else (the Python
+    loop's few microseconds per call included, as in the tutorial's eager step)."""
+    import time
+    ops = []
+    for m, k, n, ta, tb in matmuls:
+        a = torch.randn(k, m).t() if ta else torch.randn(m, k)
+        b = torch.randn(n, k).t() if tb else torch.randn(k, n)
+        ops.append((a, b, torch.empty(m, n)))
+
+    def once():
+        for _ in range(steps):
+            for a, b, out in ops:
+                torch.mm(a, b, out=out)
+
+    once()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        best = min(best, time.perf_counter() - t0)
+    return best

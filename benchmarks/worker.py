@@ -22,6 +22,8 @@ def main(argv=None) -> int:
                    help="timed runs in this process (jax: the first includes compilation)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--matmuls-only", action="store_true",
+                   help="time only the workload's per-step matmuls, --steps times (the floor)")
     args = p.parse_args(argv)
 
     from benchmarks import measure
@@ -46,7 +48,15 @@ def main(argv=None) -> int:
             lambda event, seconds, **kw: compile_events.append(seconds)
             if event.startswith("/jax/core/compile/") else None)
 
-    if args.name == "peak":
+    if args.matmuls_only:
+        w = W.WORKLOADS[args.name]
+        out["steps"] = steps = args.steps or w.steps
+        if args.side == "torch":
+            from benchmarks import torch_ref
+            out["seconds"] = torch_ref.matmul_floor(w.matmuls, steps)
+        else:
+            out["seconds"] = W.jax_matmul_floor(w.matmuls, steps)
+    elif args.name == "peak":
         if args.side == "torch":
             from benchmarks import torch_ref
             out["gflops"] = torch_ref.matmul_gflops()

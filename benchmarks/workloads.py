@@ -19,13 +19,33 @@ from collections.abc import Callable
 
 import numpy as np
 
+# The matmuls one training step of the dense workloads does, as (m, k, n, a transposed,
+# b transposed) for [m, k] @ [k, n]: forward, weight gradients, and input gradients of every
+# layer but the first. `matmul_floor` times exactly these (`--matmuls-only` in the worker).
+_MNIST_MATMULS = (
+    (100, 784, 200, False, False),   # h = x @ w1
+    (100, 200, 10, False, False),    # logits = relu(h) @ w2
+    (200, 100, 10, True, False),     # dw2 = relu(h)^T @ dlogits
+    (100, 10, 200, False, True),     # dh = dlogits @ w2^T
+    (784, 100, 200, True, False),    # dw1 = x^T @ dh
+)
+_TWO_LAYER_MATMULS = (
+    (100, 1000, 100, False, False), (100, 100, 10, False, False), (100, 100, 10, True, False),
+    (100, 10, 100, False, True), (1000, 100, 100, True, False),
+)
+
+
+def _macs(matmuls) -> int:
+    return sum(m * k * n for m, k, n, _, _ in matmuls)
+
+
 # Multiply-accumulates of the matmuls/convolutions one training step needs (forward, weight
 # gradients, and input gradients of every layer but the first); FLOPs = 2 x MACs.
-_MNIST_MACS = 100 * 784 * 200 * 2 + 100 * 200 * 10 * 3
+_MNIST_MACS = _macs(_MNIST_MATMULS)
 _LENET_MACS_PER_IMAGE = (2 * (28 * 28 * 6 * 75 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84
                               + 84 * 10)
                          + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10)
-_TWO_LAYER_MACS = 100 * 1000 * 100 * 2 + 100 * 100 * 10 * 3
+_TWO_LAYER_MACS = _macs(_TWO_LAYER_MATMULS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,13 +58,14 @@ class Workload:
     flop_per_step: float | None  # dense workloads only
     target: float | None       # the issue's target speedup (steady state), if any
     data: str                  # which data files it reads
+    matmuls: tuple = ()        # one step's matmul shapes (dense workloads), see _MNIST_MATMULS
 
 
 WORKLOADS = {w.name: w for w in [
     Workload("mnist_sgd", "seed 000 MNIST MLP, SGD as written (grad never zeroed), "
-             "2000 steps x 100", 2000, 400, 100, 2.0 * _MNIST_MACS, 3.0, "mnist"),
+             "2000 steps x 100", 2000, 400, 100, 2.0 * _MNIST_MACS, 3.0, "mnist", _MNIST_MATMULS),
     Workload("mnist_adam", "seed 000 MNIST MLP, Adam, 2000 steps x 100", 2000, 400, 100,
-             2.0 * _MNIST_MACS, 3.0, "mnist"),
+             2.0 * _MNIST_MACS, 3.0, "mnist", _MNIST_MATMULS),
     Workload("lenet_b4", "seed 001 CIFAR-10 LeNet, SGD momentum, batch 4, 2 epochs "
              "(25,000 steps)", 25000, 2500, 4, 2.0 * 4 * _LENET_MACS_PER_IMAGE, 3.0, "cifar"),
     Workload("lenet_b128", "seed 001 CIFAR-10 LeNet, batch 128, 2 epochs (782 steps)", 782, 80,
@@ -54,9 +75,9 @@ WORKLOADS = {w.name: w for w in [
     Workload("thermometer_sgd", "seed 003 thermometer, optimizer SGD, 5000 epochs", 5000, 5000,
              11, None, None, "none"),
     Workload("two_layer", "seed 002 two-layer net (autograd version), 20 epochs x 100", 20, 20,
-             100, 2.0 * _TWO_LAYER_MACS, None, "two_layer"),
+             100, 2.0 * _TWO_LAYER_MACS, None, "two_layer", _TWO_LAYER_MATMULS),
     Workload("two_layer_long", "seed 002 two-layer net, same step, 2000 epochs (throughput)",
-             2000, 400, 100, 2.0 * _TWO_LAYER_MACS, None, "two_layer"),
+             2000, 400, 100, 2.0 * _TWO_LAYER_MACS, None, "two_layer", _TWO_LAYER_MATMULS),
 ]}
 
 
@@ -254,3 +275,39 @@ def jax_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
         f(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best / 1e9
+
+
+def jax_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
+    """Best seconds for XLA:CPU to do `matmuls` (one step's shapes) `steps` times in one jitted
+    loop, nothing else: the A operand cycles through 8 different arrays (indexed by the loop
+    counter, so no product is loop-invariant) and each product overwrites its loop-carried
+    output."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    keys = iter(jax.random.split(jax.random.key(0), 2 * len(matmuls)))
+    pools = [jax.random.normal(next(keys), (8, k, m) if ta else (8, m, k)) for m, k, n, ta, _
+             in matmuls]
+    bs = [jax.random.normal(next(keys), (n, k) if tb else (k, n)) for m, k, n, _, tb in matmuls]
+    flags = [(ta, tb) for _, _, _, ta, tb in matmuls]
+
+    @jax.jit
+    def loop(pools, bs):
+        def body(i, outs):
+            new = []
+            for pool, b, (ta, tb) in zip(pools, bs, flags):
+                a = jax.lax.dynamic_index_in_dim(pool, i % 8, keepdims=False)
+                new.append((a.T if ta else a) @ (b.T if tb else b))
+            return tuple(new)
+        outs = tuple(jnp.zeros((m, n)) for m, _, n, _, _ in matmuls)
+        return jax.lax.fori_loop(0, steps, body, outs)
+
+    jax.block_until_ready(loop(pools, bs))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(loop(pools, bs))
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -134,3 +134,33 @@ def test_init_is_torch_randn_distribution():
     assert w1.shape == (784, 200) and abs(w1.mean()) < 0.01 and abs(w1.std() - 1) < 0.01
     assert "bias" not in str(jax.tree_util.tree_structure(state.params))
     assert isinstance(state, train.TrainState) and state.step.dtype == jnp.int32
+
+
+def test_benchmark_matmul_floor_lists_the_steps_own_matmuls():
+    """benchmarks' matmul floor (the argument for the SGD speed target) times
+    workloads._MNIST_MATMULS: those must be exactly the dots of one seed-000 training step."""
+    from benchmarks import workloads as W
+
+    state = mnist.init_state(mnist.Config(), jax.random.key(0))
+    step = train.make_train_step(train.classification_loss(state.apply_fn, mnist.preprocess))
+    batch = {"image": jnp.zeros((100, 784), jnp.uint8), "label": jnp.zeros((100,), jnp.int32)}
+    jaxpr = jax.make_jaxpr(step)(state, batch, jax.random.key(1))
+
+    def dots(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                (lc, rc), _ = eqn.params["dimension_numbers"]
+                a, b = (v.aval.shape for v in eqn.invars)
+                yield (int(np.prod([d for i, d in enumerate(a) if i not in lc])),
+                       int(np.prod([a[i] for i in lc])),
+                       int(np.prod([d for i, d in enumerate(b) if i not in rc])))
+            for p in eqn.params.values():     # pjit / custom_jvp bodies
+                if hasattr(p, "jaxpr"):
+                    yield from dots(p.jaxpr)
+
+    def canon(m, k, n):   # a product and its transpose are the same work
+        return (min(m, n), k, max(m, n))
+
+    found = sorted(canon(*d) for d in dots(jaxpr.jaxpr))
+    listed = sorted(canon(m, k, n) for m, k, n, _, _ in W._MNIST_MATMULS)
+    assert found == listed
