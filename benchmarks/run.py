@@ -248,12 +248,16 @@ def notes(rows: list[dict], peak: float) -> list[str]:
                 line += (f": the target's {need_s:.3f} s for the whole training run is less than "
                          f"either library needs for those products alone")
         if r["name"] == "lenet_b4":
-            line += (". Profiled (not measured by this script): a batch-4 step is ~85 XLA ops, "
-                     "none dominant: conv1's strip build and its two matmuls (~50 us each), the "
-                     "pool gradient fused with conv2's input gradient (~50 us), fc1's input "
-                     "gradient (~35 us), then many 5-25 us ones; fusing the optimizer updates "
-                     "(optax.flatten), a one-hot cross-entropy and slice-based pooling measured "
-                     "no faster")
+            line += (". Profiled on one thread (not measured by this script): a batch-4 step "
+                     "is ~85 XLA ops; the largest are conv1's weight-gradient matmul (~90 us, a "
+                     "transposed-operand dot XLA runs outside YNN), conv2's input gradient fused "
+                     "with the pool and ReLU gradients (~85 us), conv1's forward matmul (~50 us) "
+                     "and strip build (~55 us), then many 5-30 us ones. Measured no faster: "
+                     "fused optimizer updates (optax.flatten), a one-hot cross-entropy, slice- or "
+                     "mask-based pool gradients, conv1 as patches, conv2 as banded, XLA's "
+                     "convolution for conv2's input gradient, XLA flags; conv1's strips in "
+                     "channel-first layout were 5% faster on one thread but slower on two and "
+                     "at batch 128")
         elif r["name"].startswith("lenet"):
             line += (". Convolutions run as matmuls (`jaxnets.layers.conv2d_banded`), where "
                      "PyTorch's oneDNN convolves directly")
