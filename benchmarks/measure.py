@@ -48,6 +48,18 @@ def timed(run: Callable[[], object]) -> dict:
             "memory_method": "VmHWM reset" if exact else "ru_maxrss"}
 
 
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Shortest wall time of `repeats` calls of `run()`, after one untimed warm-up call (jax:
+    the compile). `run` must wait for its result (jax: block_until_ready)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def repeat(prepare: Callable[[], Callable[[], object]], times: int) -> list[dict]:
     """`times` timed runs; `prepare()` (untimed) builds a fresh run each time (new model state)."""
     return [timed(prepare()) for _ in range(times)]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn, optim
 
+from benchmarks.measure import best_seconds
 from experiments import pytorch_reference as ref
 
 _SINK = io.StringIO()
@@ -182,22 +183,14 @@ def thermometer_sgd(n_epochs: int, learning_rate: float = 1e-2):
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best sgemm rate of torch (MKL/oneDNN) on n x n float32 matrices."""
-    import time
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeats) / 1e9
 
 
 def matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
     """Best seconds for torch.mm (MKL/oneDNN) to do `matmuls` (one step's shapes, see
     benchmarks.workloads) `steps` times, into preallocated outputs, nothing else (the Python
     loop's few microseconds per call included, as in the tutorial's eager step)."""
-    import time
     ops = []
     for m, k, n, ta, tb in matmuls:
         a = torch.randn(k, m).t() if ta else torch.randn(m, k)
@@ -209,10 +202,4 @@ def matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
             for a, b, out in ops:
                 torch.mm(a, b, out=out)
 
-    once()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        once()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_seconds(once, repeats)

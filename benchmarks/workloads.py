@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.measure import best_seconds
+
 # The matmuls one training step of the dense workloads does, as (m, k, n, a transposed,
 # b transposed) for [m, k] @ [k, n]: forward, weight gradients, and input gradients of every
 # layer but the first. `matmul_floor` times exactly these (`--matmuls-only` in the worker).
@@ -260,21 +262,13 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
 
 def jax_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best XLA:CPU sgemm rate on n x n float32 matrices."""
-    import time
-
     import jax
     import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.key(0), (n, n))
     b = jax.random.normal(jax.random.key(1), (n, n))
     f = jax.jit(jnp.matmul)
-    f(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: f(a, b).block_until_ready(), repeats) / 1e9
 
 
 def jax_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
@@ -282,8 +276,6 @@ def jax_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
     loop, nothing else: the A operand cycles through 8 different arrays (indexed by the loop
     counter, so no product is loop-invariant) and each product overwrites its loop-carried
     output."""
-    import time
-
     import jax
     import jax.numpy as jnp
 
@@ -304,10 +296,4 @@ def jax_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
         outs = tuple(jnp.zeros((m, n)) for m, _, n, _, _ in matmuls)
         return jax.lax.fori_loop(0, steps, body, outs)
 
-    jax.block_until_ready(loop(pools, bs))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(loop(pools, bs))
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_seconds(lambda: jax.block_until_ready(loop(pools, bs)), repeats)
