@@ -231,36 +231,24 @@ def notes(rows: list[dict], peak: float) -> list[str]:
         if r["target"] is None or r["speedup"] >= r["target"]:
             continue
         w = W.WORKLOADS[r["name"]]
+        need_s = r["torch_s"] / r["target"]
         line = (f"- `{r['name']}`: {r['speedup']:.2f}x, target {r['target']:g}x: jaxnets would "
-                f"need {r['torch_s'] / r['target']:.3f} s instead of {r['jax_s']:.3f} s")
+                f"need {need_s:.3f} s instead of {r['jax_s']:.3f} s")
         if w.flop_per_step:
-            need = w.flop_per_step * r["steps"] / (r["torch_s"] / r["target"]) / 1e9
+            need = w.flop_per_step * r["steps"] / need_s / 1e9
             line += (f", i.e. {need:.0f} GFLOP/s of matmul work against a measured sgemm peak "
                      f"of {peak:.0f} GFLOP/s (jaxnets runs at {100 * r['jax_floor']:.0f}% of it)")
             if need > peak:
                 line += ": not reachable on this machine without doing fewer FLOPs"
         if "torch_mm_s" in r:
-            need_s = r["torch_s"] / r["target"]
             line += (f". The step's {len(w.matmuls)} matmuls alone, {r['steps']} times and nothing "
                      f"else, take {r['torch_mm_s']:.3f} s in PyTorch's BLAS and "
                      f"{r['jax_mm_s']:.3f} s in XLA")
             if need_s < min(r["torch_mm_s"], r["jax_mm_s"]):
                 line += (f": the target's {need_s:.3f} s for the whole training run is less than "
                          f"either library needs for those products alone")
-        if r["name"] == "lenet_b4":
-            line += (". Profiled on one thread (not measured by this script): a batch-4 step "
-                     "is ~85 XLA ops; the largest are conv1's weight-gradient matmul (~90 us, a "
-                     "transposed-operand dot XLA runs outside YNN), conv2's input gradient fused "
-                     "with the pool and ReLU gradients (~85 us), conv1's forward matmul (~50 us) "
-                     "and strip build (~55 us), then many 5-30 us ones. Measured no faster: "
-                     "fused optimizer updates (optax.flatten), a one-hot cross-entropy, slice- or "
-                     "mask-based pool gradients, conv1 as patches, conv2 as banded, XLA's "
-                     "convolution for conv2's input gradient, XLA flags; conv1's strips in "
-                     "channel-first layout were 5% faster on one thread but slower on two and "
-                     "at batch 128")
-        elif r["name"].startswith("lenet"):
-            line += (". Convolutions run as matmuls (`jaxnets.layers.conv2d_banded`), where "
-                     "PyTorch's oneDNN convolves directly")
+        if w.miss_note:
+            line += ". " + w.miss_note
         lines.append(line + ".")
     return lines
 

@@ -49,6 +49,18 @@ _LENET_MACS_PER_IMAGE = (2 * (28 * 28 * 6 * 75 + 10 * 10 * 16 * 150 + 400 * 120 
                          + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10)
 _TWO_LAYER_MACS = _macs(_TWO_LAYER_MATMULS)
 
+_LENET_NOTE = ("Convolutions run as matmuls (`jaxnets.layers.conv2d_banded`), where PyTorch's "
+               "oneDNN convolves directly")
+_LENET_B4_NOTE = (
+    "Profiled on one thread (not measured by this script): a batch-4 step is ~85 XLA ops; the "
+    "largest are conv1's weight-gradient matmul (~90 us, a transposed-operand dot XLA runs "
+    "outside YNN), conv2's input gradient fused with the pool and ReLU gradients (~85 us), "
+    "conv1's forward matmul (~50 us) and strip build (~55 us), then many 5-30 us ones. Measured "
+    "no faster: fused optimizer updates (optax.flatten), a one-hot cross-entropy, slice- or "
+    "mask-based pool gradients, conv1 as patches, conv2 as banded, XLA's convolution for "
+    "conv2's input gradient, XLA flags; conv1's strips in channel-first layout were 5% faster "
+    "on one thread but slower on two and at batch 128")
+
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
@@ -61,6 +73,7 @@ class Workload:
     target: float | None       # the issue's target speedup (steady state), if any
     data: str                  # which data files it reads
     matmuls: tuple = ()        # one step's matmul shapes (dense workloads), see _MNIST_MATMULS
+    miss_note: str = ""        # what is known about it, for RESULTS.md when it misses its target
 
 
 WORKLOADS = {w.name: w for w in [
@@ -69,9 +82,10 @@ WORKLOADS = {w.name: w for w in [
     Workload("mnist_adam", "seed 000 MNIST MLP, Adam, 2000 steps x 100", 2000, 400, 100,
              2.0 * _MNIST_MACS, 3.0, "mnist", _MNIST_MATMULS),
     Workload("lenet_b4", "seed 001 CIFAR-10 LeNet, SGD momentum, batch 4, 2 epochs "
-             "(25,000 steps)", 25000, 2500, 4, 2.0 * 4 * _LENET_MACS_PER_IMAGE, 3.0, "cifar"),
+             "(25,000 steps)", 25000, 2500, 4, 2.0 * 4 * _LENET_MACS_PER_IMAGE, 3.0, "cifar",
+             miss_note=_LENET_B4_NOTE),
     Workload("lenet_b128", "seed 001 CIFAR-10 LeNet, batch 128, 2 epochs (782 steps)", 782, 80,
-             128, 2.0 * 128 * _LENET_MACS_PER_IMAGE, 1.0, "cifar"),
+             128, 2.0 * 128 * _LENET_MACS_PER_IMAGE, 1.0, "cifar", miss_note=_LENET_NOTE),
     Workload("thermometer", "seed 003 thermometer, hand-derived gradient, 5000 epochs "
              "(t_un = 0.1 t_u)", 5000, 5000, 11, None, None, "none"),
     Workload("thermometer_sgd", "seed 003 thermometer, optimizer SGD, 5000 epochs", 5000, 5000,
