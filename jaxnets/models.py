@@ -6,11 +6,12 @@ tensors (seed 000's `w1`, `w2` used as `x @ w1`), and NHWC for images.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 
 from jaxnets import layers as L
-from jaxnets.errors import ConfigError
 
 
 class SeedMLP(nn.Module):
@@ -31,17 +32,7 @@ class SeedMLP(nn.Module):
 
 
 # --- Seed 001/002's LeNet, seed 004's linear classifier, seed 002's two-layer net ---------------
-# (appended; these use jaxnets.layers so parameter names map 1:1 onto the tutorials' state_dicts)
-
-
-def _conv(features: int, kernel_size: int, torch_init: bool, impl: str, name: str) -> nn.Module:
-    """layers.Conv2d, passing `impl` through only where Conv2d has that field (added later)."""
-    if "impl" in getattr(L.Conv2d, "__dataclass_fields__", {}):
-        return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name, impl=impl)
-    if impl != "lax":
-        raise ConfigError(f"conv implementation {impl!r} is not available (layers.Conv2d has "
-                          "only lax.conv_general_dilated); use 'lax'")
-    return L.Conv2d(features, kernel_size, torch_init=torch_init, name=name)
+# (built from jaxnets.layers so parameter names map 1:1 onto the tutorials' state_dicts)
 
 
 class LeNet(nn.Module):
@@ -59,8 +50,10 @@ class LeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = L.max_pool2d(nn.relu(_conv(6, 5, self.torch_init, self.conv_impl, "conv1")(x)), 2)
-        x = L.max_pool2d(nn.relu(_conv(16, 5, self.torch_init, self.conv_impl, "conv2")(x)), 2)
+        conv = functools.partial(L.Conv2d, kernel_size=5, torch_init=self.torch_init,
+                                 impl=self.conv_impl)
+        x = L.max_pool2d(nn.relu(conv(6, name="conv1")(x)), 2)
+        x = L.max_pool2d(nn.relu(conv(16, name="conv2")(x)), 2)
         x = L.flatten_nchw(x)
         x = nn.relu(L.Linear(120, torch_init=self.torch_init, name="fc1")(x))
         x = nn.relu(L.Linear(84, torch_init=self.torch_init, name="fc2")(x))
