@@ -58,8 +58,12 @@ _LENET_B4_NOTE = (
     "conv1's forward matmul (~50 us) and strip build (~55 us), then many 5-30 us ones. Measured "
     "no faster: fused optimizer updates (optax.flatten), a one-hot cross-entropy, slice- or "
     "mask-based pool gradients, conv1 as patches, conv2 as banded, XLA's convolution for "
-    "conv2's input gradient, XLA flags; conv1's strips in channel-first layout were 5% faster "
-    "on one thread but slower on two and at batch 128")
+    "conv2's input gradient, XLA flags (incl. oneDNN, XNNPACK off, Eigen single-threaded), "
+    "conv2's col2im split from the pool gradient by a custom VJP (XLA fuses it back), fc1's "
+    "input gradient as a multiply-reduce; conv1's strips in channel-first layout were 5% faster "
+    "on one thread but slower on two and at batch 128. YNNPACK's convolution path "
+    "(--xla_cpu_experimental_ynn_fusion_type=individual_convolution) takes no f32 convolution "
+    "in this jaxlib")
 
 
 @dataclasses.dataclass(frozen=True)
