@@ -52,7 +52,7 @@ _TWO_LAYER_MACS = _macs(_TWO_LAYER_MATMULS)
 _LENET_NOTE = ("Convolutions run as matmuls (`jaxnets.layers.conv2d_banded`), where PyTorch's "
                "oneDNN convolves directly")
 _LENET_B4_NOTE = (
-    "Profiled on one thread (not measured by this script): a batch-4 step is ~85 XLA ops; the "
+    "Profiled on one thread (not measured by this script): a batch-4 step is ~90 XLA ops; the "
     "largest are conv1's weight-gradient matmul (~90 us, a transposed-operand dot XLA runs "
     "outside YNN), conv2's input gradient fused with the pool and ReLU gradients (~85 us), "
     "conv1's forward matmul (~50 us) and strip build (~55 us), then many 5-30 us ones. Measured "
