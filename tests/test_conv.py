@@ -100,6 +100,10 @@ def test_conv2d_module_impls_agree_and_auto_picks_by_size_on_cpu():
 def test_unknown_impl_is_a_config_error():
     with pytest.raises(ConfigError, match="conv implementation must be one of"):
         L.conv2d(jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 1)), impl="im2col")
+    from jaxnets.models import LeNet  # the model's conv_impl field reaches the same check
+
+    with pytest.raises(ConfigError, match="conv implementation must be one of"):
+        LeNet(conv_impl="im2col").init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 @pytest.mark.parametrize("impl", ["patches", "banded"])
