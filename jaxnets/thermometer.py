@@ -121,7 +121,6 @@ def training_loop(n_epochs: int, learning_rate: float | jax.Array, params: jax.A
     return jax.lax.scan(epoch, params, None, length=n_epochs)
 
 
-
 def _full_batch_loss(params, model_state, batch, key):
     del key  # deterministic: nothing random in this fit
     return params_loss(params, batch["t_u"], batch["t_c"]), ({}, model_state)
