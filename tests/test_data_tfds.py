@@ -266,7 +266,9 @@ def test_bulk_decoding_equals_tfds_decoding(tmp_path, mnist_files):
     with serve(mnist_files) as url:
         tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url,
                                       checksums=checksums_of(mnist_files))
-    builder = tfds_source._builder_classes()["mnist"](data_dir=tfds_dir)
+    from jaxnets.data import tfds_builders
+
+    builder = tfds_builders.BUILDERS["mnist"](data_dir=tfds_dir)
     for split in ("train", "test"):
         images, labels = tfds_source.load_cached("mnist", split, tfds_dir)
         source = builder.as_data_source(split=split)

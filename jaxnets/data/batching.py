@@ -19,14 +19,15 @@ import numpy as np
 from jaxnets.errors import ConfigError
 
 
-def check_batch_size(batch_size: int, n: int | None = None) -> None:
+def _check_batch_size(batch_size: int) -> None:
+    """A batch size is a positive integer (parallel.check_batch_size checks the mesh split)."""
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """Batches per epoch, like len(DataLoader)."""
-    check_batch_size(batch_size)
+    _check_batch_size(batch_size)
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -55,7 +56,7 @@ class EpochSampler:
     drop_last: bool = False
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
+        _check_batch_size(self.batch_size)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"batch size {self.batch_size} with drop_last leaves no batch "
                               f"from {self.n} examples; use a smaller --batch-size")
@@ -106,7 +107,7 @@ class ReplacementSampler:
     key: jax.Array
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
+        _check_batch_size(self.batch_size)
 
     def indices(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         steps = jnp.arange(start, start + count, dtype=jnp.int32)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Mapping
 
 import numpy as np
 
-from jaxnets.errors import DataError, DataUnavailable
+from jaxnets.errors import DataError
 
 RECORD = 1 + 3 * 32 * 32
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -35,42 +36,55 @@ def parse_batch(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.ndar
     return np.ascontiguousarray(images), labels
 
 
-def find_files(data_dir: str, split: str) -> list[str] | str | None:
-    """The batch files for `split` under data_dir, or the path of the tar archive, or None."""
-    names = TRAIN_FILES if split == "train" else TEST_FILES
-    for d in (data_dir, os.path.join(data_dir, "cifar-10-batches-bin")):
-        paths = [os.path.join(d, n) for n in names]
-        if all(os.path.isfile(p) for p in paths):
+def _batch_files(split: str) -> tuple[str, ...]:
+    return TRAIN_FILES if split == "train" else TEST_FILES
+
+
+def find_split(directory: str, split: str, files: tuple[str, ...]) -> dict[str, str] | None:
+    """{file name: path} of the split's batch files in directory, else of the archive, or None."""
+    del files  # the official download is the archive; a folder may hold its members instead
+    for d in (directory, os.path.join(directory, "cifar-10-batches-bin")):
+        paths = {n: os.path.join(d, n) for n in _batch_files(split)}
+        if all(os.path.isfile(p) for p in paths.values()):
             return paths
-    archive = os.path.join(data_dir, ARCHIVE)
-    return archive if os.path.isfile(archive) else None
+    archive = os.path.join(directory, ARCHIVE)
+    return {ARCHIVE: archive} if os.path.isfile(archive) else None
 
 
-def read_split(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read the train (50000) or test (10000) split from a directory or the tar archive."""
-    found = find_files(data_dir, split)
-    if found is None:
-        names = TRAIN_FILES if split == "train" else TEST_FILES
-        raise DataUnavailable(
-            f"{data_dir}: no CIFAR-10 binary files ({', '.join(names)} or {ARCHIVE}); "
-            "download the 'CIFAR-10 binary version' and pass its folder with --data-dir"
-        )
+def _read_archive(path: str, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The split's batches read in place from the tar.gz archive (nothing extracted to disk)."""
     parts = []
-    if isinstance(found, str):
-        names = TRAIN_FILES if split == "train" else TEST_FILES
-        try:
-            with tarfile.open(found, "r:gz") as tar:
-                members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-                for n in names:
-                    if n not in members:
-                        raise DataError(f"{found}: archive has no {n}; get the archive again")
-                    parts.append(parse_batch(tar.extractfile(members[n]).read(), f"{found}:{n}"))
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"{found}: corrupt or truncated archive ({e}); get it again") from e
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+            for n in _batch_files(split):
+                if n not in members:
+                    raise DataError(f"{path}: the archive has no {n}; it is not CIFAR-10's binary "
+                                    "version, get it again")
+                parts.append(parse_batch(tar.extractfile(members[n]).read(), f"{path}:{n}"))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{path}: corrupt or truncated archive, or unreadable ({e}); delete it and "
+                        "get it again") from e
+    return parts
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror}); check the path and its "
+                        "permissions") from e
+
+
+def read_split(paths: Mapping[str, str], split: str,
+               files: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Read the train (50000) or test (10000) split from `find_split`'s files or the archive."""
+    del files
+    if ARCHIVE in paths:
+        parts = _read_archive(paths[ARCHIVE], split)
     else:
-        for p in found:
-            with open(p, "rb") as f:
-                parts.append(parse_batch(f.read(), p))
+        parts = [parse_batch(_read_file(paths[n]), paths[n]) for n in _batch_files(split)]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return images, labels

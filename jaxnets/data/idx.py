@@ -8,8 +8,10 @@ array, so the magic number, the length and the dimensions are all checked.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -52,7 +54,9 @@ def parse_idx(data: bytes, name: str = "<bytes>", ndim: int | None = None) -> np
     if len(data) < header:
         raise DataError(f"{name}: truncated header ({len(data)} bytes)")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=nd, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    # Python integers: numpy's int64 product wraps around for huge dimensions (2^31 x 2^31 x 4
+    # is 0 mod 2^64), which made a corrupt header pass this check.
+    expected = header + math.prod(dims)
     if len(data) != expected:
         raise DataError(
             f"{name}: wrong length {len(data)} bytes for dimensions {dims} (expected {expected}); "
@@ -70,6 +74,9 @@ def read_image_label_pair(images_path: str, labels_path: str) -> tuple[np.ndarra
     """Read an IDX images/labels pair: images uint8[N, H, W, 1], labels int32[N]."""
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path}: holds 0 images, nothing to train or test on; the file is "
+                        "cut or not the real one, get it again")
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{labels_path}: {labels.shape[0]} labels but {images_path} has {images.shape[0]} "
@@ -78,3 +85,25 @@ def read_image_label_pair(images_path: str, labels_path: str) -> tuple[np.ndarra
     if labels.size and labels.max() > 9:
         raise DataError(f"{labels_path}: label {int(labels.max())} outside 0..9; file is corrupt")
     return images[..., None], labels.astype(np.int32)
+
+
+def find_split(directory: str, split: str, files: tuple[str, ...]) -> dict[str, str] | None:
+    """{official file name: path} of a split's files in directory, raw or gzipped, or None."""
+    del split  # the file names say it
+    found = {}
+    for official in files:
+        stem = official.removesuffix(".gz")
+        hit = next((os.path.join(directory, stem + ext) for ext in ("", ".gz")
+                    if os.path.isfile(os.path.join(directory, stem + ext))), None)
+        if hit is None:
+            return None
+        found[official] = hit
+    return found
+
+
+def read_split(paths: Mapping[str, str], split: str,
+               files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split from its (images, labels) IDX files, `paths` keyed by official file name."""
+    del split  # the file names say it
+    images_file, labels_file = files
+    return read_image_label_pair(paths[images_file], paths[labels_file])
