@@ -7,28 +7,58 @@ import functools
 import http.server
 import os
 import threading
+import time
+
+# How long a stalling handler holds its connection at most (the server's shutdown ends it
+# sooner): a client without a working timeout then sees the transfer cut short, not a hang.
+STALL_S = 20.0
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; `cut` names files whose body stops halfway (Content-Length is full)."""
+    """Serves a folder; GETs of some files misbehave (HEAD and the headers are always right).
+
+    cut: the body stops halfway and the connection closes (Content-Length is full).
+    stall: half the body, then nothing until the server stops (at most STALL_S seconds).
+    trickle: one byte every 0.05 s (a host too slow to finish in time).
+    """
 
     cut: frozenset = frozenset()
+    stall: frozenset = frozenset()
+    trickle: frozenset = frozenset()
+    stopped: threading.Event
 
     def log_message(self, *args):
         pass
 
     def copyfile(self, source, outputfile):
-        if os.path.basename(self.path) in self.cut:
+        name = os.path.basename(self.path)
+        if name in self.cut | self.stall:
             outputfile.write(source.read()[: os.fstat(source.fileno()).st_size // 2])
+            outputfile.flush()
+            if name in self.stall:
+                self.stopped.wait(STALL_S)
+            self.close_connection = True
+            return
+        if name in self.trickle:
+            for byte in source.read():
+                if self.stopped.is_set():
+                    break
+                outputfile.write(bytes([byte]))
+                outputfile.flush()
+                time.sleep(0.05)
             self.close_connection = True
             return
         super().copyfile(source, outputfile)
 
 
 @contextlib.contextmanager
-def serve(directory: str, cut: tuple[str, ...] = ()):
+def serve(directory: str, cut: tuple[str, ...] = (), stall: tuple[str, ...] = (),
+          trickle: tuple[str, ...] = ()):
     """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
-    handler = type("Handler", (_QuietHandler,), {"cut": frozenset(cut)})
+    stopped = threading.Event()
+    handler = type("Handler", (_QuietHandler,), {
+        "cut": frozenset(cut), "stall": frozenset(stall), "trickle": frozenset(trickle),
+        "stopped": stopped})
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=directory))
     server.handle_error = lambda *args: None  # a client closing early is not a test failure
@@ -37,6 +67,7 @@ def serve(directory: str, cut: tuple[str, ...] = ()):
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        stopped.set()
         server.shutdown()
         server.server_close()
         thread.join()

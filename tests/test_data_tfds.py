@@ -159,10 +159,10 @@ def test_missing_file_on_mirror_is_unavailable(tmp_path, mnist_files, missing):
 
 
 def _leftovers(tfds_dir: str) -> list[str]:
-    """Partial downloads tfds left in its tmp folders."""
+    """Partial downloads or preparations left behind: *.tmp.* and incomplete.* files or folders."""
     out = []
-    for root, dirs, _ in os.walk(tfds_dir):
-        out += [os.path.join(root, d) for d in dirs if ".tmp." in d or "incomplete" in d]
+    for root, dirs, files in os.walk(tfds_dir):
+        out += [os.path.join(root, d) for d in dirs + files if ".tmp." in d or "incomplete" in d]
     return out
 
 
@@ -360,3 +360,72 @@ def test_checksums_file_matches_urls_and_skips_other_datasets(tmp_path, mnist_fi
         images, _ = tfds_source.download_and_load("mnist", "test", str(tmp_path / "tfds"),
                                                   mirror=mirror, checksums=str(tsv))
     assert images.shape == (32, 28, 28, 1)
+
+
+def test_stalled_download_fails_within_its_read_timeout(tmp_path, mnist_files):
+    """A mirror that answers HEAD, sends half a file and then nothing: one line, no leftovers.
+
+    Without a read timeout the client would wait until the server gives up (loopback.STALL_S)
+    and then see a transfer cut short, a DataError: the DataUnavailable below says it timed out.
+    """
+    tfds_dir = str(tmp_path / "tfds")
+    with (serve(mnist_files, stall=("train-images-idx3-ubyte.gz",)) as url,
+          pytest.raises(DataUnavailable) as err):
+        tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files), read_timeout=0.5)
+    message = str(err.value)
+    assert message.startswith("train-images-idx3-ubyte.gz: download from")
+    assert "no data for 0.5 s" in message and "stalled" in message and "\n" not in message
+    assert _leftovers(tfds_dir) == []
+    assert tfds_source.load_cached("mnist", "train", tfds_dir) is None
+
+
+def test_slow_download_fails_at_its_deadline(tmp_path, mnist_files):
+    """Bytes keep coming, each well within the read timeout, but the whole is too slow."""
+    tfds_dir = str(tmp_path / "tfds")
+    with (serve(mnist_files, trickle=("t10k-images-idx3-ubyte.gz",)) as url,
+          pytest.raises(DataUnavailable, match="t10k-images-idx3-ubyte.gz.*deadline")):
+        tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                      checksums=checksums_of(mnist_files), deadline=1.0)
+    assert _leftovers(tfds_dir) == []
+
+
+class _InterruptingSha256:
+    """A sha256 whose first update for the second file raises KeyboardInterrupt (a Ctrl-C)."""
+
+    made = 0
+    real = hashlib.sha256  # tfds_source.hashlib is this hashlib: keep the real one
+
+    def __init__(self):
+        type(self).made += 1
+        self._hash = self.real()
+
+    def update(self, block):
+        if self.made == 2:
+            raise KeyboardInterrupt
+        self._hash.update(block)
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+
+def test_interrupted_download_leaves_no_partial_file(tmp_path, mnist_files, monkeypatch):
+    """Ctrl-C in the middle of a file: its temporary file goes, the verified ones are reused."""
+    tfds_dir = str(tmp_path / "tfds")
+    sums = checksums_of(mnist_files)
+    monkeypatch.setattr(tfds_source.hashlib, "sha256", _InterruptingSha256)
+    with serve(mnist_files) as url, pytest.raises(KeyboardInterrupt):
+        tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url, checksums=sums)
+    monkeypatch.undo()
+    assert _leftovers(tfds_dir) == []
+    (done,) = os.listdir(os.path.join(tfds_dir, "downloads", "jaxnets_mnist"))
+    assert done.endswith("t10k-images-idx3-ubyte.gz")  # the first file, verified and renamed
+    with serve(mnist_files) as url:
+        images, _ = tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                                  checksums=sums)
+    assert images.shape == (32, 28, 28, 1)
+
+
+def test_bad_timeouts_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="read_timeout"):
+        tfds_source.download_and_load("mnist", "test", str(tmp_path), read_timeout=0)
