@@ -183,3 +183,50 @@ def test_replacement_sampler():
     idx, mask = s.indices(0, 6)
     assert idx.shape == (6, 8) and mask.all() and idx.min() >= 0 and idx.max() < 50
     np.testing.assert_array_equal(s.indices(2, 3)[0], idx[2:5])
+
+
+def test_unreadable_cifar_file_is_one_line(tmp_path, monkeypatch):
+    """EACCES (root ignores permissions, so open is made to refuse): a DataError naming the file."""
+    cifar.write_batch(str(tmp_path / "test_batch.bin"), *_cifar_arrays(3, 0))
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(cifar, "open", refuse, raising=False)
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", "test", str(tmp_path))
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "test_batch.bin") + ": cannot read (Permission denied)")
+    assert "permissions" in message and "\n" not in message
+
+
+def test_directory_where_a_cifar_file_is_expected(tmp_path):
+    (tmp_path / "test_batch.bin").mkdir()
+    with pytest.raises(DataUnavailable, match="no cifar10 test files there"):
+        data.load("cifar10", "test", str(tmp_path))
+
+
+def test_idx_with_zero_images(tmp_path):
+    d = make_idx_dir(str(tmp_path))
+    write_idx(os.path.join(d, "train-images-idx3-ubyte"), np.zeros((0, 28, 28)))
+    write_idx(os.path.join(d, "train-labels-idx1-ubyte"), np.zeros((0,)))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: holds 0 images.*get it again"):
+        data.load("mnist", "train", d)
+
+
+def test_idx_header_whose_dimensions_overflow():
+    """2^31 x 2^31 x 4 is 0 modulo 2^64: the length check must use exact integers."""
+    header = bytes([0, 0, 8, 3]) + np.asarray([2**31, 2**31, 4], ">u4").tobytes()
+    with pytest.raises(DataError, match=rf"wrong length 16 bytes .* \(expected {16 + 2**64}\)"):
+        idx.parse_idx(header, "huge")
+    header = bytes([0, 0, 8, 4]) + np.asarray([65536] * 4, ">u4").tobytes()
+    with pytest.raises(DataError, match=rf"wrong length 36 bytes .* \(expected {20 + 2**64}\)"):
+        idx.parse_idx(header + bytes(16), "huge")
+
+
+def test_fashion_mnist_files_are_not_mnist(fashion):
+    """Fashion-MNIST's files have MNIST's names and shapes: recognised by their labels."""
+    for split in ("train", "test"):
+        with pytest.raises(DataError, match=f"these are the fashion_mnist {split} files, not mnist"):
+            data.load("mnist", split, FASHION_DIR)
+    assert len(data.load("fashion_mnist", "test", FASHION_DIR)) == 10000

@@ -429,3 +429,17 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path, mnist_files, monk
 def test_bad_timeouts_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="read_timeout"):
         tfds_source.download_and_load("mnist", "test", str(tmp_path), read_timeout=0)
+
+
+def test_fashion_mnist_served_as_mnist_is_refused(tmp_path):
+    """A mirror serving Fashion-MNIST under MNIST's names (checksums overridden): refused before
+    anything is prepared under jaxnets_mnist."""
+    mirror_dir = tmp_path / "mirror"
+    shutil.copytree(FASHION_DIR, mirror_dir)
+    tfds_dir = str(tmp_path / "tfds")
+    with (serve(str(mirror_dir)) as url,
+          pytest.raises(DataError, match="these are the fashion_mnist train files, not mnist")):
+        tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
+                                      checksums=checksums_of(str(mirror_dir)))
+    assert tfds_source.load_cached("mnist", "test", tfds_dir) is None
+    assert _leftovers(tfds_dir) == []
