@@ -169,13 +169,39 @@ def test_epoch_sampler_is_a_pure_function_of_key_and_epoch():
         data.EpochSampler(3, 4, drop_last=True)
 
 
-def test_iterate_is_a_dataloader():
-    arrays = {"image": np.arange(10), "label": np.arange(10) * 2}
-    batches = list(data.iterate(arrays, 4))
-    assert [len(b["image"]) for b in batches] == [4, 4, 2]
-    assert batches[2]["label"].tolist() == [16, 18]
-    shuffled = list(data.iterate(arrays, 4, key=jax.random.key(1)))
-    assert sorted(np.concatenate([b["image"] for b in shuffled]).tolist()) == list(range(10))
+def test_batches_is_a_dataloader():
+    """batches() over a Dataset (itself an IndexableDataset): DataLoader's batches, short last."""
+    ds = data.Dataset("toy", "train", np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1),
+                      np.arange(10, dtype=np.int32) * 2, ("a",), "memory")
+    got = list(data.batches(ds, data.EpochSampler(len(ds), 4)))
+    assert [len(b["image"]) for b in got] == [4, 4, 2]
+    assert got[2]["label"].tolist() == [16, 18]
+    shuffled = list(data.batches(ds, data.EpochSampler(len(ds), 4, jax.random.key(1))))
+    assert sorted(np.concatenate([b["label"] for b in shuffled]).tolist()) == list(range(0, 20, 2))
+    np.testing.assert_array_equal(data.materialize(ds, chunk=3)["image"], ds.images)
+    with pytest.raises(ConfigError, match="sampler over 9 examples"):
+        next(data.batches(ds, data.EpochSampler(9, 4)))
+
+
+def test_indexable_dataset_that_breaks_the_protocol():
+    class Pairs:
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            return (index, index)
+
+    class Rows:
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            return {"x": np.zeros(3)}
+
+    with pytest.raises(DataError, match="Pairs\\[index\\] returned tuple; .* dict of arrays"):
+        data.materialize(Pairs())
+    with pytest.raises(DataError, match="'x' of shape \\(3,\\) for 2 indices"):
+        next(data.batches(Rows(), data.EpochSampler(5, 2)))
 
 
 def test_replacement_sampler():

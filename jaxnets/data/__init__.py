@@ -1,14 +1,15 @@
-"""The data layer: sources (IDX, CIFAR-10 binary, tensorflow-datasets), transforms, batching."""
+"""The data layer: a dataset registry, sources (IDX, CIFAR-10 binary, tensorflow-datasets),
+user-defined datasets, transforms, batching."""
 
 from jaxnets.data.batching import (
     EpochSampler,
     ReplacementSampler,
     epoch_order,
     gather,
-    iterate,
     num_batches,
     to_device,
 )
+from jaxnets.data.indexable import IndexableDataset, batches, materialize
 from jaxnets.data.sources import CLASS_NAMES, DATASETS, Dataset, how_to_get, load
 from jaxnets.data.transforms import (
     compose,
@@ -20,7 +21,8 @@ from jaxnets.data.transforms import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "DATASETS", "Dataset", "EpochSampler", "ReplacementSampler", "compose",
-    "divide_by_batch_max", "epoch_order", "flatten", "gather", "how_to_get", "iterate", "load",
-    "normalize", "num_batches", "to_device", "to_tensor", "to_tensor_normalize",
+    "CLASS_NAMES", "DATASETS", "Dataset", "EpochSampler", "IndexableDataset",
+    "ReplacementSampler", "batches", "compose", "divide_by_batch_max", "epoch_order", "flatten",
+    "gather", "how_to_get", "load", "materialize", "normalize", "num_batches", "to_device",
+    "to_tensor", "to_tensor_normalize",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -132,19 +132,3 @@ def _take_rows(v, idx):
 def to_device(data: Mapping[str, np.ndarray], sharding=None) -> dict:
     """Keep a whole dataset on the device (once), so batches are gathered inside the graph."""
     return {k: jax.device_put(np.asarray(v), sharding) for k, v in data.items()}
-
-
-def iterate(
-    data: Mapping[str, np.ndarray],
-    batch_size: int,
-    *,
-    key: jax.Array | None = None,
-    epoch: int = 0,
-    drop_last: bool = False,
-) -> Iterator[dict]:
-    """A host-side DataLoader: yields dicts of numpy batches (the last one may be short)."""
-    n = len(next(iter(data.values())))
-    sampler = EpochSampler(n, batch_size, key, drop_last)
-    idx, mask = sampler.epoch_batches(epoch)
-    for i, m in zip(idx, mask):
-        yield {k: np.asarray(v)[i[m]] for k, v in data.items()}

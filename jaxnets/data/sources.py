@@ -36,6 +36,10 @@ class Dataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def __getitem__(self, index) -> dict[str, np.ndarray]:
+        """Examples `index` as {'image', 'label'}: a Dataset is an `IndexableDataset` too."""
+        return {"image": self.images[index], "label": self.labels[index]}
+
 
 def how_to_get(name: str) -> str:
     """The ways to make `name` available, for error messages."""
