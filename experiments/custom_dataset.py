@@ -1,0 +1,198 @@
+"""Seed 002: a user-defined `Dataset` (`__len__`/`__getitem__`) fed to `DataLoader(myDataset, 32)`.
+
+    python -m experiments.custom_dataset                        # example files made from --seed
+    python -m experiments.custom_dataset --csv-file X.csv --txt-file Y.txt --shuffle
+
+The seed defines `myDataset(Dataset)` reading a CSV file (pandas) and a text file, returns
+`(csv_data[idx], txt_data[idx])` from `__getitem__`, and wraps it in
+`DataLoader(myDataset, batch_size=32)` because plain indexing gives no batches, no shuffling.
+It prints nothing; it states the batch size, 32.
+
+Here `MyDataset` reads the same two kinds of file (numpy instead of pandas: one row of numbers
+per line) and its `__getitem__` takes an array of indices and returns a dict, the protocol of
+`jaxnets.data.IndexableDataset` (DataLoader's batched `__getitems__`). `jaxnets.data.batches`
+is the DataLoader: the same batches, the last one short (a test compares them with torch's
+DataLoader). The same dataset then feeds the same training loop as every experiment: it is
+materialized once onto the device and `train.fit` gathers each batch there, in the sampler's
+order. The model and loss are seed 002's: `Sequential(Linear(1000, 100), ReLU, Linear(100, 10))`,
+sum of squared errors, plain SGD at lr 1e-6, 20 epochs; without files, the CSV holds x =
+randn(100, 1000) and the text file y = randn(100, 10), the seed's two-layer data.
+Writes metrics.json and the example files into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import cli
+from jaxnets import data as D
+from jaxnets import losses, optim, train
+from jaxnets.errors import DataError
+from jaxnets.models import two_layer_sequential
+
+TUTORIAL: dict[str, str] = {"DataLoader batch_size": "32"}
+REFERENCE: dict[str, tuple[str, str]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    csv_file: str | None = None     # one example per line, comma-separated (default: made here)
+    txt_file: str | None = None     # one target row per line, space-separated
+    batch_size: int = 32            # the seed's DataLoader(myDataset, batch_size=32)
+    shuffle: bool = False           # DataLoader's default
+    epochs: int = 20                # seed 002's epoch_n
+    lr: float = 1e-6                # seed 002's learning_rate
+    examples: int = 100             # rows of the example files (seed 002's batch_n)
+    seed: int = 0
+    out: str = "runs/custom_dataset"
+
+    def __post_init__(self):
+        cli.check((self.csv_file is None) == (self.txt_file is None),
+                  "--csv-file and --txt-file go together (or neither, for example files)")
+        for name in ("batch_size", "epochs", "examples"):
+            value = getattr(self, name)
+            cli.check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+
+
+class MyDataset:
+    """The seed's myDataset: rows of a CSV file and the matching lines of a text file."""
+
+    def __init__(self, csv_file: str, txt_file: str):
+        self.csv_data = _read_rows(csv_file, ",")
+        self.txt_data = _read_rows(txt_file, None)
+        if len(self.csv_data) != len(self.txt_data):
+            raise DataError(f"{txt_file}: {len(self.txt_data)} lines but {csv_file} has "
+                            f"{len(self.csv_data)} rows; each example needs one of each")
+
+    def __len__(self) -> int:
+        return len(self.csv_data)
+
+    def __getitem__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        # The seed returns the tuple (csv_data[idx], txt_data[idx]) for one idx; a batch of
+        # indices and a dict (the training loop's batch) are jaxnets' protocol.
+        return {"x": self.csv_data[idx], "y": self.txt_data[idx]}
+
+
+def _read_rows(path: str, delimiter: str | None) -> np.ndarray:
+    """A text file of numbers as float32[lines, columns]; a bad file is a one-line DataError."""
+    try:
+        return np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e}); check the path") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not rows of numbers ({e}); one example per line") from None
+
+
+def write_example_files(config: Config, key: jax.Array) -> tuple[str, str]:
+    """Seed 002's x = randn(100, 1000) as a CSV file and y = randn(100, 10) as a text file."""
+    kx, ky = jax.random.split(key)
+    x = np.asarray(jax.random.normal(kx, (config.examples, 1000)))
+    y = np.asarray(jax.random.normal(ky, (config.examples, 10)))
+    os.makedirs(config.out, exist_ok=True)
+    csv_file, txt_file = (os.path.join(config.out, f) for f in ("example.csv", "example.txt"))
+    np.savetxt(csv_file, x, fmt="%.9g", delimiter=",")  # 9 digits: float32 reads back exactly
+    np.savetxt(txt_file, y, fmt="%.9g")
+    return csv_file, txt_file
+
+
+def sse_loss(apply_fn) -> train.LossFn:
+    """Seed 002's `(y_pred - y).pow(2).sum()` over the batch's real rows (the short last batch
+    is padded to the batch size; its padded rows count 0)."""
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        pred = apply_fn({"params": params}, batch["x"])
+        return losses.mse(pred, batch["y"], "sum", weights=batch["mask"]), ({}, model_state)
+
+    return loss_fn
+
+
+def sampler(config: Config, n: int, key: jax.Array) -> D.EpochSampler:
+    """DataLoader(dataset, batch_size, shuffle): epoch passes, the last batch short."""
+    return D.EpochSampler(n, config.batch_size, key if config.shuffle else None)
+
+
+def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
+    """Read the dataset, print its batches, train seed 002's Sequential on it.
+
+    Args:
+      config: the run's settings.
+      dataset: any IndexableDataset with 'x' and 'y' (default: MyDataset of config's files).
+
+    Returns:
+      The metrics written to metrics.json.
+    """
+    files_key, data_key, init_key, train_key = jax.random.split(jax.random.key(config.seed), 4)
+    if dataset is None:
+        files = ((config.csv_file, config.txt_file) if config.csv_file is not None
+                 else write_example_files(config, files_key))
+        dataset = MyDataset(*files)
+    order = sampler(config, len(dataset), data_key)
+    print(f"[custom_dataset] {len(dataset)} examples; "
+          f"dataiter = batches(dataset, EpochSampler({len(dataset)}, {config.batch_size}"
+          f"{', key' if config.shuffle else ''}))  # DataLoader(myDataset, batch_size="
+          f"{config.batch_size}{', shuffle=True' if config.shuffle else ''})")
+    shapes = []
+    for step, batch in enumerate(D.batches(dataset, order)):
+        shapes.append({k: list(v.shape) for k, v in batch.items()})
+        print(f"  batch {step}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes[-1].items()))
+
+    host = D.materialize(dataset)
+    model = two_layer_sequential(100, host["y"].shape[1])
+    params = model.init(init_key, jnp.zeros((1, host["x"].shape[1])))["params"]
+    state = train.TrainState.create(model.apply, params, optim.sgd(config.lr))
+    run_steps = train.make_run_steps(train.make_train_step(sse_loss(model.apply)))
+    steps = config.epochs * order.steps_per_epoch
+    _, result = train.fit(state, run_steps, D.to_device(host), order, steps, train_key,
+                          chunk_size=steps, progress=False, desc="custom_dataset")
+    per_epoch = result["metrics"]["loss"].reshape(config.epochs, -1).sum(axis=1)
+    for epoch in (0, config.epochs - 1):
+        print(f"  Epoch:{epoch}, Loss:{per_epoch[epoch]:.4f}  (sum over the epoch's batches)")
+    metrics = {"experiment": "custom_dataset", "examples": len(dataset),
+               "batch_size": config.batch_size, "shuffle": config.shuffle, "batch_shapes": shapes,
+               "epochs": config.epochs, "lr": config.lr, "seed": config.seed,
+               "epoch_losses": per_epoch.tolist()}
+    path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    ours = f"{config.batch_size} ({len(shapes)} batches, the last {shapes[-1]['x'][0]})"
+    print(cli.comparison([("DataLoader batch_size", TUTORIAL["DataLoader batch_size"], ours)]))
+    print(f"wrote {path}")
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("custom_dataset", __doc__)
+    p.add_argument("--csv-file", default=None,
+                   help="examples, one comma-separated row per line (default: example files)")
+    p.add_argument("--txt-file", default=None,
+                   help="targets, one space-separated row per line, as many as --csv-file")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32, help="batch size (32)")
+    p.add_argument("--shuffle", action="store_true", help="a new order each epoch")
+    p.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs (20)")
+    p.add_argument("--lr", type=cli.positive_float, default=1e-6, help="learning rate (1e-6)")
+    p.add_argument("--examples", type=cli.positive_int, default=100,
+                   help="rows of the example files (100)")
+    cli.add_seed(p)
+    cli.add_out(p, "runs/custom_dataset")
+    return p
+
+
+def to_config(args: argparse.Namespace) -> Config:
+    return Config(csv_file=args.csv_file, txt_file=args.txt_file, batch_size=args.batch_size,
+                  shuffle=args.shuffle, epochs=args.epochs, lr=args.lr, examples=args.examples,
+                  seed=args.seed, out=args.out)
+
+
+def main(argv=None) -> int:
+    return cli.main(build_parser(), to_config, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
