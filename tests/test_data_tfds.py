@@ -233,6 +233,7 @@ def test_truncated_file_matching_its_checksums_does_not_parse(tmp_path, mnist_fi
     assert str(err.value).startswith("t10k-images-idx3-ubyte.gz")
     assert "truncated" in str(err.value)
     assert tfds_source.load_cached("mnist", "test", tfds_dir) is None
+    assert _leftovers(tfds_dir) == []  # tfds' incomplete.* preparation folder is gone too
 
 
 def test_wrong_ungzipped_length_does_not_parse(tmp_path, mnist_files):

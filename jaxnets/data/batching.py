@@ -59,7 +59,7 @@ class EpochSampler:
         _check_batch_size(self.batch_size)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"batch size {self.batch_size} with drop_last leaves no batch "
-                              f"from {self.n} examples; use a smaller --batch-size")
+                              f"from {self.n} examples; use a smaller batch_size")
 
     @property
     def steps_per_epoch(self) -> int:

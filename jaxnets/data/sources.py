@@ -93,11 +93,11 @@ def load(
     names = entry.class_names
     if data_dir is not None:
         if not os.path.isdir(data_dir):
-            raise DataUnavailable(f"--data-dir {data_dir}: no such directory; {how_to_get(name)}")
+            raise DataUnavailable(f"data_dir {data_dir}: no such directory; {how_to_get(name)}")
         got = read_dir(name, split, data_dir)
         if got is None:
             raise DataUnavailable(
-                f"--data-dir {data_dir}: no {name} {split} files there; {how_to_get(name)}")
+                f"data_dir {data_dir}: no {name} {split} files there; {how_to_get(name)}")
         return Dataset(name, split, *got, names, source=data_dir)
     for directory in entry.known_dirs if local_dirs is None else local_dirs:
         if os.path.isdir(directory):
