@@ -51,10 +51,11 @@ def read_dir(name: str, split: str, directory: str) -> tuple[np.ndarray, np.ndar
     entry = registry.entry(name)
     files = entry.files[split]
     for sub in entry.subdirs:
-        paths = entry.find(os.path.join(directory, sub), split, files)
+        folder = os.path.join(directory, sub) if sub else directory
+        paths = entry.find(folder, split, files)
         if paths:
             images, labels = entry.read(paths, split, files)
-            registry.check_identity(name, split, labels, os.path.join(directory, sub))
+            registry.check_identity(name, split, labels, folder)
             return images, labels
     return None
 
