@@ -19,16 +19,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     cut: the body stops halfway and the connection closes (Content-Length is full).
     stall: half the body, then nothing until the server stops (at most STALL_S seconds).
+    stall_headers: nothing at all, not even the status line, until the server stops.
     trickle: one byte every 0.05 s (a host too slow to finish in time).
     """
 
     cut: frozenset = frozenset()
     stall: frozenset = frozenset()
+    stall_headers: frozenset = frozenset()
     trickle: frozenset = frozenset()
     stopped: threading.Event
 
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        if os.path.basename(self.path) in self.stall_headers:
+            self.stopped.wait(STALL_S)
+            self.close_connection = True
+            return
+        super().do_GET()
 
     def copyfile(self, source, outputfile):
         name = os.path.basename(self.path)
@@ -53,11 +62,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(directory: str, cut: tuple[str, ...] = (), stall: tuple[str, ...] = (),
-          trickle: tuple[str, ...] = ()):
+          stall_headers: tuple[str, ...] = (), trickle: tuple[str, ...] = ()):
     """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
     stopped = threading.Event()
     handler = type("Handler", (_QuietHandler,), {
-        "cut": frozenset(cut), "stall": frozenset(stall), "trickle": frozenset(trickle),
+        "cut": frozenset(cut), "stall": frozenset(stall),
+        "stall_headers": frozenset(stall_headers), "trickle": frozenset(trickle),
         "stopped": stopped})
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=directory))

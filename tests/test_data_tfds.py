@@ -363,20 +363,23 @@ def test_checksums_file_matches_urls_and_skips_other_datasets(tmp_path, mnist_fi
     assert images.shape == (32, 28, 28, 1)
 
 
-def test_stalled_download_fails_within_its_read_timeout(tmp_path, mnist_files):
-    """A mirror that answers HEAD, sends half a file and then nothing: one line, no leftovers.
+@pytest.mark.parametrize("where", ["stall", "stall_headers"])
+def test_stalled_download_fails_within_its_read_timeout(tmp_path, mnist_files, where):
+    """A mirror that answers HEAD, then sends half a file (or not even the headers of the GET)
+    and nothing more: one line, no leftovers.
 
     Without a read timeout the client would wait until the server gives up (loopback.STALL_S)
-    and then see a transfer cut short, a DataError: the DataUnavailable below says it timed out.
+    and then see a transfer cut short or a closed connection, not the time-out said below.
     """
     tfds_dir = str(tmp_path / "tfds")
-    with (serve(mnist_files, stall=("train-images-idx3-ubyte.gz",)) as url,
+    with (serve(mnist_files, **{where: ("train-images-idx3-ubyte.gz",)}) as url,
           pytest.raises(DataUnavailable) as err):
         tfds_source.download_and_load("mnist", "train", tfds_dir, mirror=url,
                                       checksums=checksums_of(mnist_files), read_timeout=0.5)
     message = str(err.value)
     assert message.startswith("train-images-idx3-ubyte.gz: download from")
     assert "no data for 0.5 s" in message and "stalled" in message and "\n" not in message
+    assert ("0 of" in message) == (where == "stall_headers")
     assert _leftovers(tfds_dir) == []
     assert tfds_source.load_cached("mnist", "train", tfds_dir) is None
 

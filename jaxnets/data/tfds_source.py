@@ -283,11 +283,12 @@ def _fetch(name: str, filename: str, url: str, size: int, sha: str, path: str, *
         os.replace(tmp, path)
     except urllib.error.HTTPError as e:
         raise unavailable(f"HTTP {e.code} {e.reason}") from None
-    except TimeoutError:
-        raise unavailable(f"no data for {read_timeout:g} s, {got} of {size} bytes received; "
-                          "the host stalled") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-        raise unavailable(str(getattr(e, "reason", e))) from None
+        reason = getattr(e, "reason", e)  # urlopen wraps a connect time-out in a URLError
+        if isinstance(reason, TimeoutError):
+            reason = (f"no data for {read_timeout:g} s, {got} of {size} bytes received; the "
+                      "host stalled")
+        raise unavailable(str(reason)) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
