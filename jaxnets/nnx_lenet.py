@@ -55,18 +55,23 @@ class LeNet(nnx.Module):
         return self.fc3(x)
 
 
+def _value(variable: nnx.Variable) -> jax.Array:
+    # flax 0.12 deprecates `.value` for `get_value()`; older NNX releases have only `.value`.
+    return variable.get_value() if hasattr(variable, "get_value") else variable.value
+
+
 def params_tree(model: LeNet) -> dict[str, dict[str, jax.Array]]:
     """The model's parameters as the Linen LeNet's params tree ({'conv1': {'kernel', 'bias'}})."""
-    return {name: {"kernel": getattr(model, name).kernel.value,
-                   "bias": getattr(model, name).bias.value} for name in LAYERS}
+    return {name: {"kernel": _value(getattr(model, name).kernel),
+                   "bias": _value(getattr(model, name).bias)} for name in LAYERS}
 
 
 def load_params(model: LeNet, params: Mapping[str, Mapping[str, Any]]) -> LeNet:
     """Set the model's parameters in place from a Linen-LeNet-shaped params tree; returns it."""
     for name in LAYERS:
         layer = getattr(model, name)
-        layer.kernel.value = jax.numpy.asarray(params[name]["kernel"])
-        layer.bias.value = jax.numpy.asarray(params[name]["bias"])
+        layer.kernel = nnx.Param(jax.numpy.asarray(params[name]["kernel"]))
+        layer.bias = nnx.Param(jax.numpy.asarray(params[name]["bias"]))
     return model
 
 
