@@ -13,7 +13,6 @@ from jaxnets import tensorboard as T
 from jaxnets.errors import ConfigError
 
 
-
 def _read(logdir):
     acc = event_accumulator.EventAccumulator(
         logdir, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0})
