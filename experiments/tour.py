@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from experiments import cli
 
 

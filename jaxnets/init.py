@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
+
 # variance_scaling(1/3, fan_in, uniform) has bound sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in);
 # fan_in of a Flax kernel ([in, out] or HWIO) is the product of all axes but the last.
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")

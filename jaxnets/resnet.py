@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import layers as L
 from jaxnets import torch_io
 from jaxnets.errors import ConfigError

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import train
 
 # The book's In[2]: t_c in degrees Celsius, t_u in the unknown unit of the new thermometer.

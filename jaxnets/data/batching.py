@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets.errors import ConfigError
 
 

@@ -1,0 +1,163 @@
+"""The blitz LeNet as a Flax NNX module beside the Linen one: same file, same outputs, same step.
+
+    python -m experiments.lenet_nnx
+    python -m experiments.lenet_nnx --channels 3 --out runs/lenet_nnx3    # the CIFAR-10 Net
+
+Flax's "From PyTorch to JAX and Flax" guide teaches NNX (modules that hold their parameters,
+like torch.nn.Module); jaxnets is written in Linen (stateless modules, `apply(variables, x)`).
+This walks from one to the other:
+1. the Linen LeNet's PyTorch-initialised weights, written as a PyTorch state_dict
+   (`linen_lenet.safetensors` in --out; `torch.load_state_dict` takes the same file);
+2. the NNX LeNet (jaxnets.nnx_lenet) built and loaded from that file;
+3. `nnx.split` -> (graphdef, State) and `nnx.merge` inside `apply(state, x)`: the pure function;
+4. outputs and cross-entropy gradients of both models on one random batch: equal;
+5. one jitted SGD step (lr 0.001, momentum 0.9, the blitz CIFAR-10 optimizer) through
+   jaxnets.train.make_train_step for each: equal losses and updated weights.
+The tutorial prints no figure for this (NNX postdates it). Writes metrics.json into --out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from experiments import cli
+from jaxnets import checkpoint, optim, train
+from jaxnets import nnx_lenet as N
+from jaxnets.models import LeNet
+
+TUTORIAL: dict[str, str] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    channels: int = 1               # 1: seed 001/002's Net; 3: the CIFAR-10 Net
+    batch_size: int = 4             # the blitz CIFAR-10 batch size
+    lr: float = 0.001               # the blitz CIFAR-10 optimizer: SGD(lr=0.001, momentum=0.9)
+    momentum: float = 0.9
+    seed: int = 0
+    out: str = "runs/lenet_nnx"
+    progress: bool = True
+
+    def __post_init__(self):
+        cli.check(self.channels >= 1, f"--channels must be at least 1, got {self.channels}")
+        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+
+
+def _max_diff(a, b) -> float:
+    """Largest absolute difference between two params trees of the same structure."""
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a),
+                                                              jax.tree.leaves(b)))
+
+
+def run(config: Config) -> dict:
+    """Linen LeNet -> safetensors -> NNX LeNet -> pure function; compare outputs and a step.
+
+    Args:
+      config: the run's settings.
+    Returns:
+      the metrics written to metrics.json (the largest differences between the two models).
+    """
+    say = print if config.progress else (lambda *a, **k: None)
+    k_init, k_image, k_label, k_nnx = jax.random.split(jax.random.key(config.seed), 4)
+    batch = {"image": jax.random.normal(k_image, (config.batch_size, 32, 32, config.channels)),
+             "label": jax.random.randint(k_label, (config.batch_size,), 0, 10)}
+
+    # 1. The Linen model and its weights as a PyTorch state_dict file.
+    linen = LeNet(classes=10, conv_impl="lax")   # lax.conv, the convolution nnx.Conv runs
+    linen_params = jax.jit(linen.init)(k_init, batch["image"])["params"]
+    os.makedirs(config.out, exist_ok=True)
+    weights = checkpoint.export_state_dict(os.path.join(config.out, "linen_lenet.safetensors"),
+                                           {"params": linen_params})
+    say(f"1. Linen LeNet's weights -> {weights}")
+
+    # 2. The NNX model: built (its own random init), then loaded from the same file.
+    model = N.LeNet(config.channels, 10, rngs=nnx.Rngs(params=k_nnx))
+    N.load_state_dict_file(model, weights)
+    say(f"2. nnx LeNet loaded from {weights}: "
+        f"{sum(a.size for a in N.to_state_dict(model).values()):,} parameters")
+
+    # 3. nnx.split/merge: the pure function and its parameter pytree.
+    apply, graphdef, state = N.pure_apply(model)
+    say("3. graphdef, state = nnx.split(model); apply = lambda s, x: nnx.merge(graphdef, s)(x)")
+
+    # 4. Outputs and gradients of the cross-entropy loss, both models, the same batch.
+    def linen_fn(variables, x):
+        return linen.apply(variables, x)
+
+    def nnx_fn(variables, x):      # the {'params': ...} calling convention of jaxnets.train
+        return apply(variables["params"], x)
+
+    out_linen = jax.jit(linen_fn)({"params": linen_params}, batch["image"])
+    out_nnx = jax.jit(nnx_fn)({"params": state}, batch["image"])
+    output_diff = float(jnp.max(jnp.abs(out_linen - out_nnx)))
+    loss_linen = train.classification_loss(linen_fn)
+    loss_nnx = train.classification_loss(nnx_fn)
+    key = jax.random.key(0)    # classification_loss draws nothing; make_train_step passes a key
+    g_linen = jax.jit(jax.grad(lambda p: loss_linen(p, {}, batch, key)[0]))(linen_params)
+    g_nnx = jax.jit(jax.grad(lambda s: loss_nnx(s, {}, batch, key)[0]))(state)
+    grad_diff = _max_diff(g_linen, N.params_tree(nnx.merge(graphdef, g_nnx)))
+    say(f"4. outputs max |Linen - NNX| = {output_diff:.1e}; gradients {grad_diff:.1e}")
+
+    # 5. One jitted SGD step of each through the same train step.
+    tx = optim.sgd(config.lr, momentum=config.momentum)
+    step_linen = jax.jit(train.make_train_step(loss_linen))
+    step_nnx = jax.jit(train.make_train_step(loss_nnx))
+    s_linen, m_linen = step_linen(train.TrainState.create(linen_fn, linen_params, tx), batch, key)
+    s_nnx, m_nnx = step_nnx(train.TrainState.create(nnx_fn, state, tx), batch, key)
+    stepped_nnx = N.params_tree(nnx.merge(graphdef, s_nnx.params))
+    step_diff = _max_diff(s_linen.params, stepped_nnx)
+    nnx.update(model, s_nnx.params)   # the object holds the trained weights again
+    say(f"5. SGD step: loss Linen {float(m_linen['loss']):.6f}, NNX {float(m_nnx['loss']):.6f};"
+        f" updated weights max |diff| = {step_diff:.1e}")
+
+    metrics = {
+        "experiment": "lenet_nnx", "seed": config.seed, "channels": config.channels,
+        "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
+        "weights": weights, "output_linen": np.asarray(out_linen),
+        "output_max_abs_diff": output_diff, "grad_max_abs_diff": grad_diff,
+        "loss_linen": float(m_linen["loss"]), "loss_nnx": float(m_nnx["loss"]),
+        "step_params_max_abs_diff": step_diff,
+    }
+    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    say(cli.comparison([
+        ("outputs, Linen vs NNX (max |diff|)", "-", f"{output_diff:.1e}"),
+        ("gradients, Linen vs NNX (max |diff|)", "-", f"{grad_diff:.1e}"),
+        ("weights after one SGD step (max |diff|)", "-", f"{step_diff:.1e}"),
+    ]))
+    say(f"wrote {os.path.join(config.out, 'metrics.json')}")
+    return metrics
+
+
+def build_parser():
+    p = cli.parser("lenet_nnx", __doc__)
+    p.add_argument("--channels", type=cli.positive_int, default=1,
+                   help="input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=4, help="batch size (4)")
+    p.add_argument("--lr", type=cli.positive_float, default=0.001, help="learning rate (0.001)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+    cli.add_seed(p)
+    cli.add_out(p, "runs/lenet_nnx")
+    p.add_argument("--no-progress", action="store_true", help="print nothing")
+    return p
+
+
+def to_config(args) -> Config:
+    return Config(channels=args.channels, batch_size=args.batch_size, lr=args.lr,
+                  momentum=args.momentum, seed=args.seed, out=args.out,
+                  progress=not args.no_progress)
+
+
+def main(argv=None) -> int:
+    return cli.main(build_parser(), to_config, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
