@@ -29,7 +29,7 @@ from flax import linen as nn
 
 from jaxnets import layers as L
 from jaxnets import torch_io
-from jaxnets.errors import ConfigError
+from jaxnets.errors import CheckpointError, ConfigError
 
 # kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out), fan_out =
 # out_channels * kh * kw (Flax's fan_out of an HWIO kernel is the same product). torch draws an
@@ -195,8 +195,15 @@ def resnet18_to_state_dict(variables: Mapping[str, Any], num_batches_tracked: in
 
 
 def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
-    """The BatchNorm counter of a torchvision state_dict (0 when absent, as in old files)."""
-    return int(np.asarray(state_dict.get("bn1.num_batches_tracked", 0)))
+    """The BatchNorm counter of a torchvision state_dict (0 when absent, as in old files).
+
+    Also reads the shape-[1] counter that exports before the 0-d fix in `torch_io` wrote.
+    """
+    value = np.asarray(state_dict.get("bn1.num_batches_tracked", 0))
+    if value.size != 1:
+        raise CheckpointError(f"bn1.num_batches_tracked has shape {value.shape}, expected a "
+                              "scalar; the file is not a torchvision resnet18 state_dict")
+    return int(value.reshape(()))
 
 
 def count_params(params: Any) -> int:
