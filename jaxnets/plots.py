@@ -53,7 +53,7 @@ def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel:
         if smooth and smooth > 1:
             (raw,) = ax.plot(xs, ys, linewidth=0.6, alpha=0.3)
             ax.plot(xs, running_mean(ys, smooth), style, color=raw.get_color(), linewidth=1.4,
-                    label=f"{name} (running mean of {smooth})")
+                    label=f"{name}: running mean of {smooth} (raw values faint)")
         else:
             ax.plot(xs, ys, style, label=name, linewidth=1.2 if i else 0.9)
     ax.set(xlabel=xlabel, ylabel=ylabel)
