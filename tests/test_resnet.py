@@ -296,7 +296,10 @@ def test_mismatched_state_dicts_raise_checkpoint_error(ref):
         resnet.resnet18_from_state_dict(extra)
 
 
-def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
+def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    # --pretrained offline: a refused loopback port stands for "no internet" (no real network)
+    monkeypatch.setattr(resnet, "PRETRAINED_URL", "http://127.0.0.1:1/resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     corrupt = tmp_path / "bad.safetensors"
     corrupt.write_bytes(b"not a safetensors file")
     bad_pth = tmp_path / "bad.pth"
@@ -306,7 +309,10 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     cases = [(["--weights", str(corrupt)], "corrupt or not a safetensors file"),
              (["--weights", str(bad_pth)], "not a readable PyTorch state_dict"),
              (["--weights", nested], "entry 'model' is not a tensor"),
-             (["--pretrained"], "downloads are impossible here"),
+             (["--pretrained"], ("--pretrained: could not download http://127.0.0.1:1/"
+                                 "resnet18-f37072fd.pth (Connection refused); download it "
+                                 "where there is internet and pass the file instead "
+                                 "(--weights FILE)")),
              (["--export", str(tmp_path / "x.pth")], "must end in .safetensors"),
              (["--size", "32"], "training-mode BatchNorm needs more")]
     for argv, message in cases:
@@ -407,3 +413,70 @@ def test_bfloat16_state_dicts_load_exactly(ref, tmp_path, suffix):
     assert variables["params"]["conv1"]["kernel"].dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(variables["batch_stats"]["bn1"]["var"]),
                                   sd["bn1.running_var"].float().numpy())
+
+
+def _serve(directory: str):
+    """A loopback HTTP server for `directory` (no internet involved); (base URL, server)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_fetch_pretrained_checks_the_hash_in_the_name_and_caches(tmp_path):
+    import hashlib
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = os.urandom(3 << 20)  # several reads
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    (served / f"resnet18-{prefix}.pth").write_bytes(payload)
+    (served / "resnet18-00000000.pth").write_bytes(payload)  # published hash does not match
+    base, server = _serve(str(served))
+    cache = tmp_path / "cache"
+    try:
+        path = resnet.fetch_pretrained(f"{base}/resnet18-{prefix}.pth", str(cache), timeout=10)
+        with open(path, "rb") as f:
+            assert f.read() == payload
+        assert os.listdir(cache) == [f"resnet18-{prefix}.pth"]
+        server.shutdown()  # cached: no second download needed
+        assert resnet.fetch_pretrained(f"{base}/resnet18-{prefix}.pth", str(cache)) == path
+        base, server = _serve(str(served))
+        with pytest.raises(CheckpointError, match="sha256 .* does not start with 00000000"):
+            resnet.fetch_pretrained(f"{base}/resnet18-00000000.pth", str(cache), timeout=10)
+        with pytest.raises(CheckpointError, match=r"could not download .*\(HTTP 404 File not found\)"):
+            resnet.fetch_pretrained(f"{base}/resnet18-12345678.pth", str(cache), timeout=10)
+        assert os.listdir(cache) == [f"resnet18-{prefix}.pth"]  # nothing partial left behind
+    finally:
+        server.shutdown()
+
+
+def test_pretrained_downloads_through_the_experiment(ref, tmp_path, monkeypatch):
+    """--pretrained fetches the (here: loopback-served) file and starts from it, like --weights."""
+    import hashlib
+    import shutil
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with open(ref["pth"], "rb") as f:
+        prefix = hashlib.sha256(f.read()).hexdigest()[:8]
+    shutil.copy(ref["pth"], served / f"resnet18-{prefix}.pth")
+    base, server = _serve(str(served))
+    monkeypatch.setattr(resnet, "PRETRAINED_URL", f"{base}/resnet18-{prefix}.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    try:
+        metrics = resnet_step.run(resnet_step.Config(pretrained=True, out=str(tmp_path / "o"),
+                                                     verbose=False))
+    finally:
+        server.shutdown()
+    assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" /
+                          f"resnet18-{prefix}.pth")
+    np.testing.assert_allclose(metrics["loss_before"], ref["loss_before"], rtol=1e-5)
