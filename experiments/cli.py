@@ -208,3 +208,8 @@ def device_mesh(devices: int):
     from jaxnets import parallel
 
     return parallel.make_mesh(devices)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '2 epochs': a count with its noun (regular plurals only)."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

@@ -36,8 +36,19 @@ from experiments import cli
 from jaxnets import losses, optim, torch_io
 from jaxnets.models import LeNet, torch_repr
 
-TUTORIAL = {"num_param_arrays": "10", "conv1_weight_shape": "torch.Size([6, 1, 5, 5])",
-            "conv1_bias_grad_before": "None (PyTorch >= 2.0; zeros before)"}
+# What seed 001 itself states (it prints no outputs): "the expected input size of this network
+# (LeNet) is 32x32", forward's comment that flattening gives an (N, 400) tensor, lr 0.01.
+TUTORIAL: dict[str, str] = {"expected input size": "32x32", "flatten -> fc1 input": "(N, 400)",
+                            "learning_rate": "0.01"}
+# The printed outputs of the upstream tutorial the seed translates (the seed shows the code only).
+_UPSTREAM = ("PyTorch 60-minute blitz, beginner_source/blitz/neural_networks_tutorial.py "
+             "(pytorch.org/tutorials), its printed output")
+REFERENCE: dict[str, tuple[str, str]] = {
+    "len(params)": ("10", _UPSTREAM),
+    "params[0].size()": ("torch.Size([6, 1, 5, 5])", _UPSTREAM),
+    "conv1.bias.grad before backward": ("None", _UPSTREAM + " with PyTorch >= 2.0 (zero_grad "
+                                        "sets None; older releases printed zeros)"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +83,98 @@ def torch_layout(tree) -> dict[str, np.ndarray]:
                                                    kv[0].endswith(".bias"))))
 
 
+def print_structure(model: LeNet, x: jax.Array, config: Config, say) -> str:
+    """1. `print(net)`: PyTorch's format, then Flax's own tabulate (traces the model again)."""
+    structure = torch_repr(model, x, name="Net")
+    say(structure)
+    if config.progress:
+        print(model.tabulate(jax.random.key(0), x, compute_flops=False, depth=1,
+                             console_kwargs={"width": 100, "color_system": None,
+                                             "force_terminal": False}))
+    return structure
+
+
+def parameter_list(params, say) -> dict[str, np.ndarray]:
+    """2. `params = list(net.parameters()); print(len(params)); print(params[0].size())`, then
+    every array in PyTorch's layout with its size."""
+    sd = torch_layout(params)
+    say(len(sd))
+    say(f"torch.Size({list(sd['conv1.weight'].shape)})  # conv1's .weight")
+    for name, value in sd.items():
+        say(f"  {name:<14} {tuple(value.shape)!s:<16} {value.size:>7,}")
+    say(f"  {'total':<14} {'':<16} {sum(a.size for a in sd.values()):>7,}")
+    return sd
+
+
+def make_forward_backward(model: LeNet):
+    """Steps 3-6 as one compiled program (eager conv ops would each compile on their own):
+    out = net(input), out.backward(v) (a VJP), loss = MSELoss(out, target), loss.backward()."""
+
+    def apply(p, inputs):
+        return model.apply({"params": p}, inputs)
+
+    @jax.jit
+    def forward_backward(p, x, v, target):
+        out, vjp = jax.vjp(lambda q: apply(q, x), p)   # out = net(input)
+        (vjp_grads,) = vjp(v)                            # out.backward(v)
+        loss, grads = jax.value_and_grad(lambda q: losses.mse(apply(q, x), target))(p)
+        return out, vjp_grads, loss, grads               # loss.backward() -> grads
+
+    return forward_backward
+
+
+def print_backward(out, vjp_grads, loss, grads, say) -> None:
+    """3-6: the output, out.backward(v)'s conv1.bias gradient, the loss, and conv1.bias.grad
+    before and after loss.backward()."""
+    say(f"out = {np.array2string(np.asarray(out), precision=4)}")
+    say(f"out.backward(v): conv1.bias.grad = {np.asarray(vjp_grads['conv1']['bias'])}")
+    say(f"loss = {float(loss):.4f}")
+    say("conv1.bias.grad before backward\nNone  (no gradient until jax.grad returns one)")
+    say(f"conv1.bias.grad after backward\n{np.array2string(np.asarray(grads['conv1']['bias']))}")
+
+
+def update_weights(config: Config, forward_backward, start: dict, grads, say) -> dict:
+    """7. `f.data.sub_(f.grad.data * learning_rate)` next to an optax SGD step from the same
+    weights and gradients; then the tutorial's optimizer block once, from the manually updated
+    weights (its order): zero_grad(); output = net(input); loss = criterion(output, target);
+    backward(); step()."""
+    params, x, v, target = start["params"], start["input"], start["v"], start["target"]
+    manual = jax.tree.map(lambda f, g: f - g * config.lr, params, grads)
+    tx = optim.sgd(config.lr)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    via_optax = optax.apply_updates(params, updates)
+    manual_vs_optax = max(float(jnp.max(jnp.abs(a - b)))
+                          for a, b in zip(jax.tree.leaves(manual), jax.tree.leaves(via_optax)))
+    say(f"manual f -= lr * grad vs optax SGD step: max |difference| = {manual_vs_optax:.1e}")
+    _, _, loss_before, step_grads = forward_backward(manual, x, v, target)
+    updates, _ = tx.update(step_grads, tx.init(manual), manual)
+    stepped = optax.apply_updates(manual, updates)
+    loss_after = float(forward_backward(stepped, x, v, target)[2])
+    say(f"optimizer.step(): loss {float(loss_before):.4f} -> {loss_after:.4f}")
+    return {"manual_vs_optax_max_abs_diff": manual_vs_optax,
+            "optimizer_step_loss_before": float(loss_before),
+            "optimizer_step_loss_after": loss_after}
+
+
+def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """What the seed states, then the upstream tutorial's printed figures (REFERENCE)."""
+    rows = [("expected input size", TUTORIAL["expected input size"],
+             "32x32 (other sizes: ConfigError)"),
+            ("flatten -> fc1 input", TUTORIAL["flatten -> fc1 input"],
+             f"(N, {metrics['param_counts']['fc1.weight'] // 120})"),
+            ("learning_rate", TUTORIAL["learning_rate"], f"{metrics['lr']:g}")]
+    ours = {"len(params)": str(metrics["num_param_arrays"]),
+            "params[0].size()": f"torch.Size({metrics['conv1_weight_shape']})",
+            "conv1.bias.grad before backward": "None (no jax.grad yet)"}
+    rows += [(name, f"{value} (upstream)", ours[name]) for name, (value, _) in REFERENCE.items()]
+    return rows + [
+        ("parameters (not printed by the tutorial)", "-", f"{metrics['total_params']:,}"),
+        ("out, loss, grads", "random (torch.randn)",
+         "random; equal to PyTorch's on the same weights (tests/test_lenet.py)"),
+        ("manual rule == optim step", "-",
+         f"max |diff| {metrics['manual_vs_optax_max_abs_diff']:.1e}")]
+
+
 def run(config: Config, start: dict | None = None) -> dict:
     """Walk through the tutorial's steps; returns the metrics written to metrics.json.
 
@@ -83,84 +186,26 @@ def run(config: Config, start: dict | None = None) -> dict:
     model = LeNet(classes=10, conv_impl=config.conv_impl)
     start = start or make_start(config, model, jax.random.key(config.seed))
     params, x, v, target = start["params"], start["input"], start["v"], start["target"]
-
-    def apply(p, inputs):
-        return model.apply({"params": p}, inputs)
-
-    # 1-2: structure and parameter list
-    structure = torch_repr(model, x, name="Net")
-    say(structure)
-    if config.progress:  # Flax's own summary, next to PyTorch's format (traces the model again)
-        print(model.tabulate(jax.random.key(0), x, compute_flops=False, depth=1,
-                             console_kwargs={"width": 100, "color_system": None,
-                                             "force_terminal": False}))
-    sd = torch_layout(params)
-    say(len(sd))
-    say(f"torch.Size({list(sd['conv1.weight'].shape)})  # conv1's .weight")
-    for name, value in sd.items():
-        say(f"  {name:<14} {tuple(value.shape)!s:<16} {value.size:>7,}")
-    total = sum(a.size for a in sd.values())
-    say(f"  {'total':<14} {'':<16} {total:>7,}")
-
-    @jax.jit
-    def forward_backward(p, x, v, target):
-        """One compiled program for steps 3-6 (eager conv ops would each compile on their own)."""
-        out, vjp = jax.vjp(lambda q: apply(q, x), p)   # out = net(input)
-        (vjp_grads,) = vjp(v)                            # out.backward(v)
-        loss, grads = jax.value_and_grad(lambda q: losses.mse(apply(q, x), target))(p)
-        return out, vjp_grads, loss, grads               # loss.backward() -> grads
-
-    # 3-4: forward a random input; backward from a random vector (out.backward(v))
+    structure = print_structure(model, x, config, say)
+    sd = parameter_list(params, say)
+    forward_backward = make_forward_backward(model)
     out, vjp_grads, loss, grads = forward_backward(params, x, v, target)
-    say(f"out = {np.array2string(np.asarray(out), precision=4)}")
-    say(f"out.backward(v): conv1.bias.grad = {np.asarray(vjp_grads['conv1']['bias'])}")
-
-    # 5-6: MSELoss against a random target, conv1.bias.grad after backward
-    say(f"loss = {float(loss):.4f}")
-    say("conv1.bias.grad before backward\nNone  (no gradient until jax.grad returns one)")
-    say(f"conv1.bias.grad after backward\n{np.array2string(np.asarray(grads['conv1']['bias']))}")
-
-    # 7: the manual rule and an optax SGD step from the same weights and gradients
-    manual = jax.tree.map(lambda f, g: f - g * config.lr, params, grads)
-    tx = optim.sgd(config.lr)
-    updates, _ = tx.update(grads, tx.init(params), params)
-    via_optax = optax.apply_updates(params, updates)
-    manual_vs_optax = max(float(jnp.max(jnp.abs(a - b)))
-                          for a, b in zip(jax.tree.leaves(manual), jax.tree.leaves(via_optax)))
-    say(f"manual f -= lr * grad vs optax SGD step: max |difference| = {manual_vs_optax:.1e}")
-    # The tutorial's optimizer block once, from the manually updated weights (its order):
-    # zero_grad(); output = net(input); loss = criterion(output, target); backward(); step().
-    opt_state = tx.init(manual)
-    _, _, loss_before, step_grads = forward_backward(manual, x, v, target)
-    updates, opt_state = tx.update(step_grads, opt_state, manual)
-    stepped = optax.apply_updates(manual, updates)
-    loss_after = float(forward_backward(stepped, x, v, target)[2])
-    say(f"optimizer.step(): loss {float(loss_before):.4f} -> {loss_after:.4f}")
+    print_backward(out, vjp_grads, loss, grads, say)
+    updated = update_weights(config, forward_backward, start, grads, say)
 
     metrics = {
         "experiment": "lenet", "seed": config.seed, "channels": config.channels, "lr": config.lr,
         "structure": structure, "num_param_arrays": len(sd),
         "conv1_weight_shape": list(sd["conv1.weight"].shape),
-        "param_counts": {k: int(a.size) for k, a in sd.items()}, "total_params": total,
+        "param_counts": {k: int(a.size) for k, a in sd.items()},
+        "total_params": sum(a.size for a in sd.values()),
         "output": np.asarray(out)[0], "vjp_conv1_bias_grad": np.asarray(vjp_grads["conv1"]["bias"]),
         "mse_loss": float(loss), "conv1_bias_grad_before": None,
-        "conv1_bias_grad_after": np.asarray(grads["conv1"]["bias"]),
-        "manual_vs_optax_max_abs_diff": manual_vs_optax,
-        "optimizer_step_loss_before": float(loss_before),
-        "optimizer_step_loss_after": loss_after,
+        "conv1_bias_grad_after": np.asarray(grads["conv1"]["bias"]), **updated,
     }
     os.makedirs(config.out, exist_ok=True)
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    say(cli.comparison([
-        ("len(params)", TUTORIAL["num_param_arrays"], str(len(sd))),
-        ("params[0].size()", TUTORIAL["conv1_weight_shape"],
-         f"torch.Size({list(sd['conv1.weight'].shape)})"),
-        ("parameters (not printed by the tutorial)", "-", f"{total:,}"),
-        ("conv1.bias.grad before", TUTORIAL["conv1_bias_grad_before"], "None (no jax.grad yet)"),
-        ("out, loss, grads", "random (torch.randn)",
-         "random; equal to PyTorch's on the same weights (tests/test_lenet.py)"),
-        ("manual rule == optim step", "-", f"max |diff| {manual_vs_optax:.1e}"),
-    ]))
+    say(cli.comparison(comparison_rows(metrics)))
     say(f"wrote {os.path.join(config.out, 'metrics.json')}")
     return metrics
 

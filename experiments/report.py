@@ -127,14 +127,15 @@ def _thermometer(config: Config, out: str) -> tuple[dict, list[Row]]:
 
         params, losses, _, _ = ref.thermometer_loop(100, 1e-4, [1.0, 0.0], T.T_U, T.T_C)
         torch_params, torch_losses = params.numpy(), losses.numpy()
-    tut = m["tutorial"]
+    tut = {int(k.split()[1]): float(v) for k, v in thermometer.TUTORIAL.items()
+           if k.startswith("epoch ") and k.endswith(" loss")}
     rows = [row("thermometer", "initial loss", "1763.8846", fmt(m["initial_loss"]),
                 STATUS_MATCH if close(m["initial_loss"], 1763.8846, 1e-6) else STATUS_DIFF,
                 pytorch=fmt(torch_losses[0]) if torch_losses is not None else "-"),
             row("thermometer", "grad_fn at [1, 0]", "[4517.2969, 82.6000]", fmt(m["grad_fn"]),
                 STATUS_MATCH if np.allclose(m["grad_fn"], [4517.2969, 82.6], rtol=1e-6)
                 else STATUS_DIFF)]
-    for epoch, value in tut["epoch_loss"].items():
+    for epoch, value in tut.items():
         e = int(epoch)
         ours = loop["loss"][e - 1]
         rows.append(row("thermometer", f"training_loop epoch {e} loss", f"{value:.6f}",

@@ -19,10 +19,12 @@ labels are drawn with JAX keys from --seed, in NHWC ([1, 64, 64, 3]); their valu
 torch.rand's (different generators), so the losses differ from a PyTorch run's; the parity
 test feeds the same arrays to both and matches PyTorch to 1e-4.
 
-Pretrained weights: torchvision downloads ResNet18_Weights.DEFAULT (IMAGENET1K_V1) from
-https://download.pytorch.org/models/resnet18-f37072fd.pth. This code never downloads: fetch
-that file where there is internet and pass it with --weights (.pth needs torch; a .safetensors
-state_dict does not). Without --weights the model starts from torchvision's random init.
+Pretrained weights: --pretrained downloads torchvision's ResNet18_Weights.DEFAULT
+(IMAGENET1K_V1, https://download.pytorch.org/models/resnet18-f37072fd.pth) once into torch.hub's
+cache ($TORCH_HOME/hub/checkpoints, where torchvision keeps it too), checks that its sha256
+starts with f37072fd, and reads it with torch (weights_only=True). Offline, fetch that file
+elsewhere and pass it with --weights (.pth needs torch; a .safetensors state_dict does not).
+Without either the model starts from torchvision's random init.
 Writes metrics.json into --out.
 """
 
@@ -40,7 +42,13 @@ from experiments import cli
 from jaxnets import optim, resnet, torch_io, train
 from jaxnets.errors import CheckpointError
 
-PRETRAINED_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+# What the seed states: it prints nothing ("one simple training step is done"); resnet18's
+# size is torchvision's (the seed builds the model, it does not print the count).
+TUTORIAL: dict[str, str] = {"loss before / after": "not printed"}
+REFERENCE: dict[str, tuple[str, str]] = {
+    "parameters": ("11,689,512", ("torchvision resnet18: sum(p.numel() for p in "
+                                  "model.parameters()), checked by tests/test_resnet.py")),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Config:
     momentum: float = 0.9
     seed: int = 0
     weights: str | None = None      # a torchvision resnet18 state_dict (.pth or .safetensors)
-    pretrained: bool = False        # asked for torchvision's download: needs --weights here
+    pretrained: bool = False        # torchvision's weights, downloaded once (torch.hub's cache)
     export: str | None = None       # write the state_dict after the step (.safetensors)
     out: str = "runs/resnet_step"
     verbose: bool = True
@@ -109,34 +117,72 @@ def make_loss_fn(model: resnet.ResNet18):
     return loss_fn
 
 
-def load_weights(config: Config) -> tuple[dict, int]:
-    """The --weights file as Flax variables and its BatchNorm counter; CheckpointError (one
-    line) if it is not a resnet18 with --num-classes outputs."""
-    state_dict = torch_io.load(config.weights)
-    variables = resnet.resnet18_from_state_dict(state_dict, config.num_classes,
-                                                source=config.weights)
-    return variables, resnet.num_batches_tracked(state_dict)
+def starting_weights(config: Config, init_key: jax.Array) -> tuple[dict, int, str]:
+    """`resnet18(weights=...)`: (Flax variables, BatchNorm counter, where they came from).
+
+    --weights FILE is read (CheckpointError, one line, if it is not a resnet18 with
+    --num-classes outputs); --pretrained downloads torchvision's file once into torch.hub's
+    cache; otherwise torchvision's random init from --seed.
+    """
+    path = config.weights
+    if path is None and config.pretrained:
+        try:
+            path = resnet.fetch_pretrained(resnet.PRETRAINED_URL)
+        except CheckpointError as e:
+            raise CheckpointError(f"--pretrained: {e} (--weights FILE)") from e
+    if path is None:
+        variables = resnet.init_variables(init_key, config.num_classes,
+                                          (config.size, config.size, 3))
+        return variables, 0, f"torchvision's random init (--seed {config.seed})"
+    state_dict = torch_io.load(path)
+    variables = resnet.resnet18_from_state_dict(state_dict, config.num_classes, source=path)
+    return variables, resnet.num_batches_tracked(state_dict), path
+
+
+def one_step(loss_fn, state: train.TrainState, batch: dict, key: jax.Array) -> tuple:
+    """loss.backward(); optim.step(), compiled and run once, and the loss after it.
+
+    Returns (new state, {'loss_before', 'loss_after', 'compile_seconds', 'step_seconds'}).
+    """
+    t0 = time.perf_counter()
+    step = jax.jit(train.make_train_step(loss_fn)).lower(state, batch, key).compile()
+    compile_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state, step_metrics = step(state, batch, key)
+    loss_before = float(step_metrics["loss"])  # blocks until the step is done
+    step_seconds = time.perf_counter() - t0
+    # The loss after the step: a second training-mode forward with the updated weights, as
+    # `model(data)` would be in the seed. The compiled step computes exactly that loss before
+    # it updates anything, so it is run once more on the new state and only its loss is kept
+    # (its update and running statistics are dropped): no second compile (~5 s on CPU).
+    loss_after = float(step(state, batch, key)[1]["loss"])
+    return state, {"loss_before": loss_before, "loss_after": loss_after,
+                   "compile_seconds": compile_seconds, "step_seconds": step_seconds}
+
+
+def export(config: Config, state: train.TrainState, batches_tracked: int) -> str:
+    """The state_dict after the step, in torchvision's names and layouts, as safetensors."""
+    # one training-mode forward: PyTorch's num_batches_tracked goes up by 1
+    state_dict = resnet.resnet18_to_state_dict({"params": state.params, **state.model_state},
+                                               num_batches_tracked=batches_tracked + 1)
+    return torch_io.save(config.export, state_dict, {"format": "pt",
+                                                     "source": "jaxnets resnet_step"})
 
 
 def run(config: Config) -> dict:
-    """One SGD step as in the seed; returns the metrics written to metrics.json."""
-    if config.pretrained and config.weights is None:
-        raise CheckpointError(
-            "--pretrained: torchvision would download ResNet18_Weights.DEFAULT from "
-            f"{PRETRAINED_URL}, and downloads are impossible here (no internet); fetch that "
-            "file elsewhere and pass --weights resnet18-f37072fd.pth (or a .safetensors export)")
+    """One SGD step as in the seed.
+
+    Args:
+      config: the run's settings.
+
+    Returns:
+      the metrics written to metrics.json.
+    """
     say = print if config.verbose else (lambda *a, **k: None)
     init_key, _, step_key = run_keys(config.seed)
     model = resnet.ResNet18(config.num_classes)
-    if config.weights is not None:
-        variables, batches_tracked = load_weights(config)
-        source = config.weights
-    else:
-        variables = resnet.init_variables(init_key, config.num_classes,
-                                          (config.size, config.size, 3))
-        batches_tracked = 0
-        source = f"torchvision's random init (--seed {config.seed})"
-    batch = make_batch(config)
+    variables, batches_tracked, source = starting_weights(config, init_key)
+    batch = make_batch(config)  # data = torch.rand(1, 3, 64, 64); labels = torch.rand(1, 1000)
     # torch.optim.SGD(lr=1e-2, momentum=0.9): optim.sgd keeps PyTorch's momentum buffer rule.
     tx = optim.sgd(config.lr, momentum=config.momentum)
     state = train.TrainState.create(model.apply, variables["params"], tx,
@@ -146,43 +192,25 @@ def run(config: Config) -> dict:
         f"rand{(config.batch_size, config.size, config.size, 3)} NHWC, labels "
         f"rand{(config.batch_size, config.num_classes)}; loss = (prediction - labels).sum(); "
         f"SGD lr {config.lr} momentum {config.momentum}; BatchNorm in training mode")
-
-    loss_fn = make_loss_fn(model)
-    t0 = time.perf_counter()
-    step = jax.jit(train.make_train_step(loss_fn)).lower(state, batch, step_key).compile()
-    compile_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, step_metrics = step(state, batch, step_key)
-    loss_before = float(step_metrics["loss"])  # blocks until the step is done
-    step_seconds = time.perf_counter() - t0
-    # The loss after the step: a second training-mode forward with the updated weights, as
-    # `model(data)` would be in the seed. The compiled step computes exactly that loss before
-    # it updates anything, so it is run once more on the new state and only its loss is kept
-    # (its update and running statistics are dropped): no second compile (~5 s on CPU).
-    loss_after = float(step(state, batch, step_key)[1]["loss"])
+    state, step = one_step(make_loss_fn(model), state, batch, step_key)
 
     metrics = {
         "experiment": "resnet_step", "weights": config.weights, "seed": config.seed,
         "input_shape_nhwc": [config.batch_size, config.size, config.size, 3],
         "num_classes": config.num_classes, "lr": config.lr, "momentum": config.momentum,
-        "batchnorm_mode": "train", "num_params": num_params,
-        "loss_before": loss_before, "loss_after": loss_after,
-        "compile_seconds": compile_seconds, "step_seconds": step_seconds, "export": None,
+        "batchnorm_mode": "train", "num_params": num_params, **step,
+        "export": export(config, state, batches_tracked) if config.export else None,
     }
-    if config.export is not None:
-        # one training-mode forward: PyTorch's num_batches_tracked goes up by 1
-        state_dict = resnet.resnet18_to_state_dict({"params": state.params, **state.model_state},
-                                                   num_batches_tracked=batches_tracked + 1)
-        metrics["export"] = torch_io.save(config.export, state_dict,
-                                          {"format": "pt", "source": "jaxnets resnet_step"})
     os.makedirs(config.out, exist_ok=True)
     path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    say(f"loss before the step: {loss_before:.6f}")
-    say(f"loss after the step:  {loss_after:.6f}  (training-mode BatchNorm, same data)")
+    say(f"loss before the step: {step['loss_before']:.6f}")
+    say(f"loss after the step:  {step['loss_after']:.6f}  (training-mode BatchNorm, same data)")
     say(cli.comparison([
-        ("parameters", "11,689,512 (resnet18)", f"{num_params:,}"),
-        ("loss before / after", "not printed", f"{loss_before:.4f} / {loss_after:.4f}"),
-        ("compile / step seconds", "-", f"{compile_seconds:.2f} / {step_seconds:.3f}"),
+        ("parameters", f"{REFERENCE['parameters'][0]} (torchvision)", f"{num_params:,}"),
+        ("loss before / after", TUTORIAL["loss before / after"],
+         f"{step['loss_before']:.4f} / {step['loss_after']:.4f}"),
+        ("compile / step seconds", "-",
+         f"{step['compile_seconds']:.2f} / {step['step_seconds']:.3f}"),
     ]))
     if metrics["export"]:
         say(f"exported the state_dict after the step to {metrics['export']} (torchvision keys; "
@@ -197,8 +225,8 @@ def build_parser():
                    help="torchvision resnet18 state_dict to start from (.pth via torch.load("
                         "weights_only=True), or .safetensors without torch)")
     p.add_argument("--pretrained", action="store_true",
-                   help="torchvision's ResNet18_Weights.DEFAULT: cannot be downloaded here, pass "
-                        "the file with --weights")
+                   help="start from torchvision's ResNet18_Weights.DEFAULT, downloaded once into "
+                        "torch.hub's cache (offline: pass the file with --weights)")
     p.add_argument("--export", default=None,
                    help="write the state_dict after the step to this .safetensors file")
     p.add_argument("--size", type=cli.positive_int, default=64, help="image side (64)")

@@ -13,6 +13,7 @@ import jax
 
 import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import layers as L
+from jaxnets.errors import ConfigError
 
 
 class SeedMLP(nn.Module):
@@ -51,6 +52,12 @@ class LeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 4 or x.shape[1:3] != (32, 32):
+            # fc1 is 16 * 5 * 5 = 400 wide, which only 32x32 images give; Flax would build an fc1
+            # for any size (28x28 silently makes 44,426 parameters), PyTorch's Net fails here.
+            raise ConfigError(f"LeNet expects NHWC images of 32x32 pixels [N, 32, 32, C] (its fc1 "
+                              f"takes 16*5*5 = 400 features), got shape {tuple(x.shape)}; pad or "
+                              "resize the images to 32x32 (transforms.Resize(32) in PyTorch)")
         conv = functools.partial(L.Conv2d, kernel_size=5, torch_init=self.torch_init,
                                  impl=self.conv_impl)
         x = L.max_pool2d(nn.relu(conv(6, name="conv1")(x)), 2)

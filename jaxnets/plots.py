@@ -27,22 +27,83 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def running_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Mean of each value and the window - 1 before it (fewer at the start): same length, no lag
+    beyond the window, and it starts at the first value instead of at zero."""
+    values = np.asarray(values, np.float64)
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+# Line styles cycled over the curves of one axis, so a curve lying on another stays visible.
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
+                 logy: bool, smooth: int | None) -> None:
+    """Draw named curves on one axis; with `smooth`, each raw curve faint under its running mean."""
+    for i, (name, ys) in enumerate(curves.items()):
+        ys = np.asarray(ys, np.float64)
+        xs = np.arange(1, len(ys) + 1)
+        style = _STYLES[i % len(_STYLES)]
+        if smooth and smooth > 1:
+            (raw,) = ax.plot(xs, ys, linewidth=0.6, alpha=0.3)
+            ax.plot(xs, running_mean(ys, smooth), style, color=raw.get_color(), linewidth=1.4,
+                    label=f"{name}: running mean of {smooth} (raw values faint)")
+        else:
+            ax.plot(xs, ys, style, label=name, linewidth=1.2 if i else 0.9)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if len(curves) > 1 or smooth:
+        ax.legend()
+    ax.grid(alpha=0.3)
+
+
 def loss_curve(curves: Mapping[str, Sequence[float]] | Sequence[float], path: str,
                title: str = "training loss", xlabel: str = "step", ylabel: str = "loss",
-               logy: bool = False) -> str:
-    """Plot one curve or several named curves (e.g. {'jaxnets': ..., 'PyTorch': ...})."""
+               logy: bool = False, smooth: int | None = None) -> str:
+    """Plot one curve or several named curves (e.g. {'jaxnets': ..., 'PyTorch': ...}).
+
+    Args:
+      curves: the values, or {name: values}; x runs 1..len(values).
+      path: the PNG to write.
+      title, xlabel, ylabel: the axis texts.
+      logy: logarithmic y axis.
+      smooth: if > 1, draw each curve faintly with its running mean over this many values on
+        top (for noisy per-step losses); None (the default) draws the raw curves only.
+
+    Returns:
+      path.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 5))
     if not isinstance(curves, Mapping):
         curves = {"loss": curves}
-    for name, ys in curves.items():
-        ax.plot(np.arange(len(ys)), np.asarray(ys), label=name, linewidth=0.8)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if len(curves) > 1:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    _draw_curves(ax, curves, xlabel, ylabel, logy, smooth)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def loss_panels(panels: Mapping[str, Mapping[str, Sequence[float]]], path: str,
+                title: str = "training loss", xlabel: str = "step", ylabel: str = "loss",
+                logy: bool = False) -> str:
+    """Runs of different lengths side by side: one panel (own x axis) per {panel title: curves}.
+
+    Returns:
+      path.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        _draw_curves(ax, curves, xlabel, ylabel, logy, None)
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -18,7 +18,13 @@ Where PyTorch and Flax defaults differ, PyTorch wins (each place says so):
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +36,7 @@ from flax import linen as nn
 import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import layers as L
 from jaxnets import torch_io
-from jaxnets.errors import ConfigError
+from jaxnets.errors import CheckpointError, ConfigError
 
 # kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out), fan_out =
 # out_channels * kh * kw (Flax's fan_out of an HWIO kernel is the same product). torch draws an
@@ -196,10 +202,82 @@ def resnet18_to_state_dict(variables: Mapping[str, Any], num_batches_tracked: in
 
 
 def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
-    """The BatchNorm counter of a torchvision state_dict (0 when absent, as in old files)."""
-    return int(np.asarray(state_dict.get("bn1.num_batches_tracked", 0)))
+    """The BatchNorm counter of a torchvision state_dict (0 when absent, as in old files).
+
+    Also reads the shape-[1] counter that exports before the 0-d fix in `torch_io` wrote.
+    """
+    value = np.asarray(state_dict.get("bn1.num_batches_tracked", 0))
+    if value.size != 1:
+        raise CheckpointError(f"bn1.num_batches_tracked has shape {value.shape}, expected a "
+                              "scalar; the file is not a torchvision resnet18 state_dict")
+    return int(value.reshape(()))
 
 
 def count_params(params: Any) -> int:
     """Number of scalars in a parameter tree (torch: sum(p.numel() for p in parameters()))."""
     return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
+
+
+# torchvision's ResNet18_Weights.IMAGENET1K_V1 (= DEFAULT), torchvision/models/resnet.py. The
+# name's "-f37072fd" is the start of the file's sha256, which torch.hub checks (check_hash).
+PRETRAINED_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
+
+def torch_hub_checkpoints() -> str:
+    """torch.hub's download folder ($TORCH_HOME/hub/checkpoints, by default under
+    ~/.cache/torch), so a file torchvision already downloaded is found and not fetched again."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    return os.path.join(torch_home, "hub", "checkpoints")
+
+
+def fetch_pretrained(url: str = PRETRAINED_URL, cache_dir: str | None = None,
+                     timeout: float = 30.0, deadline: float = 900.0) -> str:
+    """The file at `url` in `cache_dir`, downloaded once and checked like torch.hub does it.
+
+    Args:
+      url: ends in `<name>-<hex>.<ext>`; `<hex>` must start the file's sha256.
+      cache_dir: where the file is kept (default: torch.hub's folder, `torch_hub_checkpoints`).
+      timeout: seconds any one connect or read may wait.
+      deadline: seconds the whole download may take.
+
+    Returns:
+      The cached file's path.
+
+    Raises CheckpointError (one line, naming the URL) when the download fails or times out, or
+    the file's sha256 does not start with the name's hash; nothing is left in the cache then.
+    """
+    name = url.rsplit("/", 1)[-1]
+    match = re.search(r"-([a-f0-9]+)\.", name)
+    cache_dir = cache_dir or torch_hub_checkpoints()
+    path = os.path.join(cache_dir, name)
+    if os.path.isfile(path):
+        return path
+    os.makedirs(cache_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".partial", dir=cache_dir)
+    digest = hashlib.sha256()
+    start = time.monotonic()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                if time.monotonic() - start > deadline:
+                    raise TimeoutError(f"not finished after {deadline:.0f} s")
+                digest.update(chunk)
+                out.write(chunk)
+        if match and not digest.hexdigest().startswith(match.group(1)):
+            raise CheckpointError(f"{url}: the downloaded file's sha256 {digest.hexdigest()[:16]}"
+                                  f"... does not start with {match.group(1)}; the download is "
+                                  "damaged or not the published file, try again")
+        os.replace(tmp, path)
+        return path
+    except (OSError, TimeoutError) as e:  # URLError, refused, DNS, socket timeouts, disk full
+        if isinstance(e, urllib.error.HTTPError):
+            reason = f"HTTP {e.code} {e.reason}"
+        else:  # URLError wraps the socket's error
+            reason = getattr(e, "reason", None) or e
+            reason = getattr(reason, "strerror", None) or reason
+        raise CheckpointError(f"could not download {url} ({reason}); download it where there "
+                              "is internet and pass the file instead") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -68,7 +68,7 @@ def to_state_dict(variables: Mapping[str, Any], rename: Rename | None = None
         flat = traverse_util.flatten_dict(dict(variables.get(collection, {})))
         for path, value in flat.items():
             value = np.asarray(value)
-            out[torch_key(collection, path, rename)] = np.ascontiguousarray(
+            out[torch_key(collection, path, rename)] = _contiguous(
                 _to_torch_layout(path[-1], value))
             if collection == "batch_stats" and path[-1] == "mean":
                 prefix = torch_key(collection, path, rename).rsplit(".", 1)[0]
@@ -112,6 +112,25 @@ def from_state_dict(state_dict: Mapping[str, Any], template: Mapping[str, Any],
     return result
 
 
+def _contiguous(value: Any) -> np.ndarray:
+    """A C-contiguous copy that keeps 0-d arrays 0-d (np.ascontiguousarray makes them [1])."""
+    value = np.asarray(value)
+    return np.ascontiguousarray(value).reshape(value.shape)
+
+
+def _tensor_to_numpy(tensor) -> np.ndarray:
+    """A CPU torch tensor as numpy; bfloat16 (which numpy lacks) as ml_dtypes' bfloat16, bit
+    for bit, the same dtype safetensors.numpy gives for a bf16 .safetensors file."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
 def save(path: str, state_dict: Mapping[str, np.ndarray],
          metadata: Mapping[str, str] | None = None) -> str:
     """Write a state_dict as safetensors (PyTorch's `safetensors.torch.load_file` reads it)."""
@@ -119,7 +138,7 @@ def save(path: str, state_dict: Mapping[str, np.ndarray],
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, tmp,
+    save_file({k: _contiguous(v) for k, v in state_dict.items()}, tmp,
               metadata=dict(metadata) if metadata else None)
     os.replace(tmp, path)
     return path
@@ -148,7 +167,11 @@ def load(path: str) -> dict[str, np.ndarray]:
         if nested:
             raise CheckpointError(f"{path}: entry {nested[0]!r} is not a tensor (a training "
                                   "checkpoint?); save or pass model.state_dict() itself")
-        return {k: v.detach().cpu().numpy() for k, v in sd.items()}
+        try:
+            return {k: _tensor_to_numpy(v) for k, v in sd.items()}
+        except TypeError as e:  # a dtype numpy cannot hold (complex32, float8 variants, ...)
+            raise CheckpointError(f"{path}: {e}; convert the state_dict to float32 before "
+                                  "torch.save") from e
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 

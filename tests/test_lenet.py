@@ -173,3 +173,30 @@ def test_state_dict_round_trip():
 def test_bad_config():
     with pytest.raises(ConfigError, match="--channels"):
         E.Config(channels=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28, 1), (2, 32, 28, 3), (32, 32, 1)])
+def test_wrong_input_size_is_a_clear_error_not_a_different_model(shape):
+    """The tutorial's Net fails on a 28x28 input (fc1 wants 400 features); Flax would silently
+    build a 44,426-parameter model instead."""
+    with pytest.raises(ConfigError, match=r"32x32 pixels \[N, 32, 32, C\].*got shape"):
+        LeNet().init(jax.random.key(0), jnp.zeros(shape))
+    x = torch.zeros(1, 1, 28, 28)
+    net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(16 * 5 * 5, 120))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        net(x)  # what PyTorch's Net does with the same input
+
+
+def test_comparison_is_built_from_tutorial_and_reference(walkthrough):
+    ref, _, m, _ = walkthrough
+    assert all(isinstance(v, str) for v in E.TUTORIAL.values())
+    rows = {name: (theirs, ours) for name, theirs, ours in E.comparison_rows(m)}
+    for name, value in E.TUTORIAL.items():
+        assert rows[name][0] == value
+    for name, (value, source) in E.REFERENCE.items():
+        assert rows[name][0] == f"{value} (upstream)" and "neural_networks_tutorial" in source
+    assert rows["len(params)"][1] == E.REFERENCE["len(params)"][0]
+    assert rows["params[0].size()"][1] == E.REFERENCE["params[0].size()"][0]
+    assert rows["flatten -> fc1 input"][1] == E.TUTORIAL["flatten -> fc1 input"]
+    assert str(ref["conv1_bias_grad_before"]) == E.REFERENCE["conv1.bias.grad before backward"][0]

@@ -296,7 +296,10 @@ def test_mismatched_state_dicts_raise_checkpoint_error(ref):
         resnet.resnet18_from_state_dict(extra)
 
 
-def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
+def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    # --pretrained offline: a refused loopback port stands for "no internet" (no real network)
+    monkeypatch.setattr(resnet, "PRETRAINED_URL", "http://127.0.0.1:1/resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     corrupt = tmp_path / "bad.safetensors"
     corrupt.write_bytes(b"not a safetensors file")
     bad_pth = tmp_path / "bad.pth"
@@ -306,7 +309,10 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     cases = [(["--weights", str(corrupt)], "corrupt or not a safetensors file"),
              (["--weights", str(bad_pth)], "not a readable PyTorch state_dict"),
              (["--weights", nested], "entry 'model' is not a tensor"),
-             (["--pretrained"], "downloads are impossible here"),
+             (["--pretrained"], ("--pretrained: could not download http://127.0.0.1:1/"
+                                 "resnet18-f37072fd.pth (Connection refused); download it "
+                                 "where there is internet and pass the file instead "
+                                 "(--weights FILE)")),
              (["--export", str(tmp_path / "x.pth")], "must end in .safetensors"),
              (["--size", "32"], "training-mode BatchNorm needs more")]
     for argv, message in cases:
@@ -316,3 +322,161 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "metrics.json")
     with pytest.raises(ConfigError, match="looks like NCHW"):
         resnet.ResNet18().apply({"params": {}}, jnp.zeros((1, 3, 64, 64)))
+
+
+def _assert_state_dicts_equal(ours: dict, theirs: dict) -> None:
+    """Same keys, shapes (0-d stays 0-d), dtypes and bits."""
+    assert sorted(ours) == sorted(theirs)
+    for k, value in theirs.items():
+        a, b = np.asarray(ours[k]), np.asarray(value)
+        assert a.shape == b.shape and a.dtype == b.dtype, (k, a.shape, b.shape, a.dtype, b.dtype)
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+@pytest.mark.parametrize("writer", ["jaxnets", "torch_safetensors", "torch_pth"])
+def test_state_dict_round_trips_keep_every_array_and_0d_counters(ref, tmp_path, writer):
+    """Written by us or by torch, read by us and by torch (strict): every array bit-exact,
+    num_batches_tracked a 0-d int64 (torch's load_state_dict silently accepts [1], so the
+    shape is asserted, not left to torch)."""
+    from safetensors.torch import load_file, save_file
+
+    sd = {k: (np.asarray(7, np.int64) if k.endswith("num_batches_tracked") else v)
+          for k, v in ref["sd0"].items()}
+    assert sd["bn1.num_batches_tracked"].shape == ()
+    if writer == "jaxnets":
+        variables = resnet.resnet18_from_state_dict(sd)
+        path = torch_io.save(str(tmp_path / "r18.safetensors"),
+                             resnet.resnet18_to_state_dict(variables, num_batches_tracked=7))
+    elif writer == "torch_safetensors":
+        path = str(tmp_path / "r18.safetensors")
+        save_file({k: torch.from_numpy(np.array(v, order="C")) for k, v in sd.items()}, path)
+    else:
+        path = str(tmp_path / "r18.pth")
+        torch.save({k: torch.from_numpy(np.array(v, order="C")) for k, v in sd.items()}, path)
+    read = torch_io.load(path)
+    _assert_state_dicts_equal(read, sd)
+    assert resnet.num_batches_tracked(read) == 7
+    # into torch, strict, and back out unchanged
+    model = RefResNet18()
+    loaded = load_file(path) if path.endswith(".safetensors") else torch.load(
+        path, weights_only=True)
+    model.load_state_dict(loaded, strict=True)
+    _assert_state_dicts_equal(_numpy(model.state_dict()), sd)
+    # and through jaxnets' import and export again
+    again = resnet.resnet18_to_state_dict(resnet.resnet18_from_state_dict(read, source=path),
+                                          resnet.num_batches_tracked(read))
+    _assert_state_dicts_equal(again, sd)
+
+
+def test_experiment_reimports_its_own_export(ref, tmp_path):
+    """resnet_step --export X, then --weights X (the 0-d num_batches_tracked made this a
+    TypeError): the second run starts from the first one's weights and counts on from 1."""
+    first, second = str(tmp_path / "first.safetensors"), str(tmp_path / "second.safetensors")
+    assert resnet_step.main(["--weights", ref["pth"], "--export", first, "--quiet",
+                             "--out", str(tmp_path / "a")]) == 0
+    assert resnet_step.main(["--weights", first, "--export", second, "--quiet",
+                             "--out", str(tmp_path / "b")]) == 0
+    with open(tmp_path / "a" / "metrics.json") as f:
+        loss_after_first = json.load(f)["loss_after"]
+    with open(tmp_path / "b" / "metrics.json") as f:
+        loss_before_second = json.load(f)["loss_before"]
+    # the second run's first forward is the first run's "after" forward on the same data
+    assert loss_before_second == loss_after_first
+    assert torch_io.load(second)["bn1.num_batches_tracked"].shape == ()
+    assert resnet.num_batches_tracked(torch_io.load(second)) == 2
+
+
+def test_old_exports_with_a_shape_1_counter_still_load():
+    assert resnet.num_batches_tracked({"bn1.num_batches_tracked": np.array([3])}) == 3
+    with pytest.raises(CheckpointError, match="num_batches_tracked has shape"):
+        resnet.num_batches_tracked({"bn1.num_batches_tracked": np.array([3, 4])})
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_bfloat16_state_dicts_load_exactly(ref, tmp_path, suffix):
+    """A bf16 checkpoint (numpy has no bfloat16; torch's .numpy() raised TypeError) loads as
+    ml_dtypes.bfloat16 bit for bit and imports as the model's float32."""
+    from safetensors.torch import save_file
+
+    sd = {k: torch.from_numpy(v) for k, v in ref["sd0"].items()}
+    sd = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in sd.items()}
+    path = str(tmp_path / f"bf16{suffix}")
+    if suffix == ".pth":
+        torch.save(sd, path)
+    else:
+        save_file(sd, path)
+    read = torch_io.load(path)
+    assert str(read["conv1.weight"].dtype) == "bfloat16"
+    np.testing.assert_array_equal(read["conv1.weight"].astype(np.float32),
+                                  sd["conv1.weight"].float().numpy())
+    variables = resnet.resnet18_from_state_dict(read, source=path)
+    assert variables["params"]["conv1"]["kernel"].dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(variables["batch_stats"]["bn1"]["var"]),
+                                  sd["bn1.running_var"].float().numpy())
+
+
+def _serve(directory: str):
+    """A loopback HTTP server for `directory` (no internet involved); (base URL, server)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_fetch_pretrained_checks_the_hash_in_the_name_and_caches(tmp_path):
+    import hashlib
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = os.urandom(3 << 20)  # several reads
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    (served / f"resnet18-{prefix}.pth").write_bytes(payload)
+    (served / "resnet18-00000000.pth").write_bytes(payload)  # published hash does not match
+    base, server = _serve(str(served))
+    cache = tmp_path / "cache"
+    try:
+        path = resnet.fetch_pretrained(f"{base}/resnet18-{prefix}.pth", str(cache), timeout=10)
+        with open(path, "rb") as f:
+            assert f.read() == payload
+        assert os.listdir(cache) == [f"resnet18-{prefix}.pth"]
+        server.shutdown()  # cached: no second download needed
+        assert resnet.fetch_pretrained(f"{base}/resnet18-{prefix}.pth", str(cache)) == path
+        base, server = _serve(str(served))
+        with pytest.raises(CheckpointError, match="sha256 .* does not start with 00000000"):
+            resnet.fetch_pretrained(f"{base}/resnet18-00000000.pth", str(cache), timeout=10)
+        with pytest.raises(CheckpointError, match=r"could not download .*\(HTTP 404 File not found\)"):
+            resnet.fetch_pretrained(f"{base}/resnet18-12345678.pth", str(cache), timeout=10)
+        assert os.listdir(cache) == [f"resnet18-{prefix}.pth"]  # nothing partial left behind
+    finally:
+        server.shutdown()
+
+
+def test_pretrained_downloads_through_the_experiment(ref, tmp_path, monkeypatch):
+    """--pretrained fetches the (here: loopback-served) file and starts from it, like --weights."""
+    import hashlib
+    import shutil
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with open(ref["pth"], "rb") as f:
+        prefix = hashlib.sha256(f.read()).hexdigest()[:8]
+    shutil.copy(ref["pth"], served / f"resnet18-{prefix}.pth")
+    base, server = _serve(str(served))
+    monkeypatch.setattr(resnet, "PRETRAINED_URL", f"{base}/resnet18-{prefix}.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    try:
+        metrics = resnet_step.run(resnet_step.Config(pretrained=True, out=str(tmp_path / "o"),
+                                                     verbose=False))
+    finally:
+        server.shutdown()
+    assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" /
+                          f"resnet18-{prefix}.pth")
+    np.testing.assert_allclose(metrics["loss_before"], ref["loss_before"], rtol=1e-5)

@@ -74,6 +74,41 @@ def test_rate_of_change_matches_torch_and_the_gradient(data):
     np.testing.assert_allclose(ours, [4517.2969, 82.6], rtol=1e-4)
 
 
+def test_in10_step_measures_b_at_the_updated_w_like_the_book(data, capsys):
+    """In[9] updates w before In[10] measures d loss/d b, so b = 46 comes from the rate at
+    (w1, 0) = -4600, not from the 82.6 at (1, 0); the printed pair must be that one."""
+    t_c, t_u = data
+    delta, lr = 0.1, 1e-2
+    w, b = torch.ones(()), torch.zeros(())
+    rate_w = (loss_fn(model(T_U, w + delta, b), T_C)
+              - loss_fn(model(T_U, w - delta, b), T_C)) / (2.0 * delta)
+    w = w - lr * rate_w                                                   # In[9]
+    rate_b = (loss_fn(model(T_U, w, b + delta), T_C)
+              - loss_fn(model(T_U, w, b - delta), T_C)) / (2.0 * delta)   # In[10]
+    b = b - lr * rate_b
+    step = E.finite_difference_step(t_u, t_c, delta, print)
+    printed = capsys.readouterr().out
+    np.testing.assert_allclose(step["one_step_w_b"], [w.item(), b.item()], rtol=1e-6)
+    np.testing.assert_allclose(step["rate_of_change_b_at_w1"], rate_b.item(), rtol=1e-6)
+    in10 = next(line for line in printed.splitlines() if "In[10]" in line)
+    assert f"= {rate_b.item():.4f} -> b = 0 - 1e-2 * that = {b.item():.4f}" in in10
+    assert "82.5977" not in in10 and f"{b.item():.4f}" == "46.0000"
+
+
+def test_tutorial_and_reference_tables_are_text_with_sources():
+    assert all(isinstance(v, str) for v in E.TUTORIAL.values())
+    assert E.TUTORIAL["epoch 100 loss"] == "29.022669" and len(E.TUTORIAL) == 1 + 7 * 3 + 1
+    for value, source in E.REFERENCE.values():
+        assert isinstance(value, str) and "dlwpt-code" in source and "ipynb" in source
+        E.figure_value(value)  # every figure reads as numbers
+
+
+def test_float32_gap_counts_ulps_of_the_book_value():
+    ulp = float(np.spacing(np.float32(2.927648)))
+    assert E.float32_gap(2.927648 - 4 * ulp, "2.927648").endswith(f"(-4.0 ulp, {-4 * ulp:+.1e})")
+    assert "(+0.0 ulp" in E.float32_gap(2.927648, "2.927648")
+
+
 def test_hand_gradient_equals_autograd_and_torch_backward(data):
     t_c, t_u = data
     p = jnp.array([1.0, 0.0])
@@ -109,12 +144,14 @@ def test_training_loop_matches_torch(data):
 def test_training_loop_prints_the_seeds_numbers(data, capsys):
     t_c, t_u = data
     params, hist = thermo.training_loop(100, 1e-4, jnp.array([1.0, 0.0]), t_u, t_c)
-    for epoch, loss in E.TUTORIAL["epoch_loss"].items():
+    for epoch in (1, 2, 3, 10, 11, 99, 100):
+        loss = E.figure_value(E.TUTORIAL[f"epoch {epoch} loss"])
         # The seed prints %f; float32 summation order may move the last digit (one ulp).
         np.testing.assert_allclose(hist.loss[epoch - 1], loss, rtol=3e-7)
-        np.testing.assert_allclose(hist.params[epoch - 1], E.TUTORIAL["epoch_params"][epoch],
-                                   atol=5.1e-5)
-        np.testing.assert_allclose(hist.grad[epoch - 1], E.TUTORIAL["epoch_grad"][epoch],
+        np.testing.assert_allclose(hist.params[epoch - 1],
+                                   E.figure_value(E.TUTORIAL[f"epoch {epoch} params"]), atol=5.1e-5)
+        np.testing.assert_allclose(hist.grad[epoch - 1],
+                                   E.figure_value(E.TUTORIAL[f"epoch {epoch} grad"]),
                                    rtol=2e-7, atol=2e-4)
     assert E.fmt(params) == "[0.2327, -0.0438]"
     assert f"{float(hist.loss[0]):f}" == "1763.884644"
@@ -140,7 +177,7 @@ def test_normalised_input_5000_epochs_matches_torch(data):
                                                  0.1 * T_U, T_C)
     np.testing.assert_allclose(hist.loss, t_loss.numpy(), rtol=1e-5)
     np.testing.assert_allclose(params, t_params.numpy(), rtol=1e-5)
-    assert E.fmt(params) == E.fmt(E.TUTORIAL["normalized_params"]) == "[5.3671, -17.3012]"
+    assert E.fmt(params) == E.REFERENCE["normalised: params"][0] == "[5.3671, -17.3012]"
 
 
 def test_optax_sgd_and_adam_through_train_match_torch_optim(data):
@@ -151,12 +188,12 @@ def test_optax_sgd_and_adam_through_train_match_torch_optim(data):
     assert sgd_losses.shape == (5000,) and sgd_losses.dtype == jnp.float32
     np.testing.assert_allclose(sgd_losses, t_losses, rtol=1e-5)
     np.testing.assert_allclose(sgd_params, t_params, rtol=1e-5)
-    assert E.fmt(sgd_params) == E.fmt(E.TUTORIAL["sgd_params"])
+    assert E.fmt(sgd_params) == E.REFERENCE["optax SGD: params"][0]
     adam_params, adam_losses = thermo.fit_optax(optim.adam(1e-1), 2000, p0, t_u, t_c)
     t_params, t_losses = torch_optimizer_loop(torch.optim.Adam, 1e-1, 2000, T_U)
     np.testing.assert_allclose(adam_losses, t_losses, rtol=1e-4)
     np.testing.assert_allclose(adam_params, t_params, rtol=1e-4)
-    assert E.fmt(adam_params) == E.fmt(E.TUTORIAL["adam_params"])
+    assert E.fmt(adam_params) == E.REFERENCE["Adam: params"][0]
 
 
 def test_newton_converges_in_one_step_on_the_least_squares_fit(data):
@@ -203,3 +240,26 @@ def test_cli_writes_metrics_and_plots(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         E.main(["--epochs", "0"])
     assert e.value.code == 2
+
+
+def test_default_run_compares_the_books_losses_with_their_ulp_distance(tmp_path, capsys):
+    metrics = E.run(E.Config(out=str(tmp_path)))
+    printed = capsys.readouterr().out
+    for name, run in (("normalised: epoch 5000 loss", "normalized"),
+                      ("optax SGD: epoch 5000 loss", "sgd"), ("Adam: epoch 2000 loss", "adam")):
+        book = E.REFERENCE[name][0]
+        row = next(line for line in printed.splitlines() if line.strip().startswith(name))
+        ours = float(metrics[run]["loss"][-1])
+        assert book in row and E.float32_gap(ours, book) in row
+        # within 4 float32 ulps of the book's 6-decimal print (half a unit there is ~2 ulps)
+        assert abs(ours - float(book)) <= 4 * float(np.spacing(np.float32(float(book))))
+    for name in ("normalised: params", "optax SGD: params", "Adam: params"):
+        assert any(line.strip().startswith(name) and line.count(E.REFERENCE[name][0]) == 2
+                   for line in printed.splitlines())
+    assert "1 epochs" not in printed and (tmp_path / "loss_curve.png").stat().st_size > 0
+
+
+def test_one_epoch_runs_say_epoch_not_epochs(tmp_path, capsys):
+    E.run(E.Config(epochs=1, norm_epochs=1, adam_epochs=1, out=str(tmp_path)))
+    printed = capsys.readouterr().out
+    assert "1 epochs" not in printed and "via jaxnets.train, 1 epoch on t_u:" in printed
