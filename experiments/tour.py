@@ -36,8 +36,9 @@ class Section:
 
     `code` is shown and run line by line, REPL-style (a blank line ends a `def`/`with`/`for`
     block, as at the prompt); `$out` in it becomes the tour's output folder. `values` names what
-    goes to metrics.json and to the tests: a variable of the snippet (str), or the index of an
-    output the console echoed (int, in order). `note` is printed after the session.
+    goes to metrics.json and to the tests: a variable of the snippet or an index into one (str,
+    e.g. 'path[1]'), or the index of an output the console echoed (int, in order). `note` is
+    printed after the session.
     """
 
     name: str
@@ -101,8 +102,10 @@ def run_section(section: Section, seed: int = 0, out: str = "runs/tour") -> tupl
         more, printed = push(line)
         lines += printed.splitlines()
     if more:
-        raise SnippetError(f"section {section.name!r} ends inside a block: end it with a blank line")
-    values = {k: plain(echoed[v] if isinstance(v, int) else console.locals[v])
+        raise SnippetError(f"section {section.name!r} ends inside a block: end it with a "
+                           "blank line")
+    # Read-only look-ups after the snippet ran: a name, or an index into one of its values.
+    values = {k: plain(echoed[v] if isinstance(v, int) else eval(v, console.locals))
               for k, v in section.values.items()}
     return values, lines
 
