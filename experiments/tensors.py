@@ -261,9 +261,10 @@ SECTIONS: tuple[Section, ...] = (
             return jnp.einsum(f"{image},{dims('channels')}->{gray}", img, weights)
 
         to_gray(img_t, weights)          # weights_named.align_as(img_named) ... .sum('channels')
-        to_gray(batch_t, weights).shape
+        batch_gray = to_gray(batch_t, weights)
+        batch_gray.shape
         """, {"weights": "weights", "weights_named": 0, "img_t": "img_t", "batch_t": "batch_t",
-              "gray_broadcast": 1, "gray": 2, "batch_gray": 3},
+              "gray_broadcast": 1, "gray": 2, "batch_gray": "batch_gray"},
         "seed 003 prints Out[7] tensor([0.2126, 0.7152, 0.0722], names=('channels',)): the same "
         "numbers and the same name here, as an (array, names) pair. JAX has no named tensors "
         "(and PyTorch's were experimental: 2.13 no longer accepts names=). einsum with "
