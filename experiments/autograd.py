@@ -126,8 +126,8 @@ SECTIONS: tuple[Section, ...] = (
         jax.grad(line)(params, x, 1.0)                   # argnums=0: every leaf of params
         jax.grad(line, argnums=1)(params, x, 1.0)        # x only
         jax.grad(line, argnums=(0, 1))(params, x, 1.0)   # params and x
-        """, {"a": "a", "b": 0, "grad_a": 1, "two_a": 2, "grad_params": 3, "grad_x": 4,
-              "grad_all": 5},
+        """, {"a": "a", "b": 1, "grad_a": 2, "two_a": 3, "grad_params": 4, "grad_x": 5,
+              "grad_all": 6},
         "seed 002 prints a.requires_grad (False, then True after requires_grad_(True)). In JAX "
         "you choose the arguments instead: jax.grad(b_of) differentiates b with respect to a "
         "(the value torch puts in a.grad once the flag is True: 2a); argnums picks positional "
@@ -217,7 +217,7 @@ SECTIONS: tuple[Section, ...] = (
         v * x                            # the numpy check: d(w*x)/dw = x, so w.grad = v * x
         x_grad                           # x.grad = v * w
         """, {"x": "x", "w": "w", "v": "v", "y": "y", "w_grad": "w_grad", "x_grad": "x_grad",
-              "v_times_x": 1},
+              "v_times_x": 2},
         "y is a vector, so backward needs v and gives v * x for w (seed 004 writes the numpy "
         "check as v * w, which is x's gradient); vjp returns the gradients of all the "
         "function's inputs at once."),
