@@ -2,11 +2,11 @@
 
 A tour is an ordered table of `Section`s. A section's `code` is a snippet of JAX that is both what
 the transcript shows and what runs: `run_section` feeds it, line by line, to a fresh Python
-console (`code.InteractiveConsole`, the interactive interpreter's own loop) that has run only the
-tour's printed `preamble`, and prints every line at its `>>> ` / `... ` prompt with the output
-the console produced under it, as a terminal session shows it. So a transcript cannot show code
-that did not run, and pasting the preamble and a section's lines into `python` reproduces the
-section's output. `run_tour` prints the chosen sections and writes their values to metrics.json;
+console (`code.InteractiveConsole`, the standard library's interactive interpreter) that has run
+only the tour's printed `preamble`, and prints every line at its `>>> ` / `... ` prompt with the
+output the console produced under it, as a terminal session shows it. So a transcript cannot show
+code that did not run, and pasting the preamble and a section's lines into `python` reproduces
+the section's output (tests/test_tour.py does exactly that). `run_tour` prints the chosen sections and writes their values to metrics.json;
 `--section NAME` and `--list` come from `tour_parser`. Tests call a section with `call`.
 """
 

@@ -4,7 +4,9 @@ into a fresh Python console, prints exactly what the transcript shows under it.
 The test does what a learner does. It runs `python -m experiments.tensors` / `autograd` as a
 command, reads the preamble (the `>>> ` lines at the top) and each section's lines from the
 printed text only, and replays them in another interpreter (a subprocess: no state is shared with
-the tour), one fresh `code.InteractiveConsole` per section, the console loop `python` itself runs.
+the tour), one fresh `code.InteractiveConsole` (the standard library's interactive interpreter) per
+section. Two sections with blocks are also pasted into a real `python -i`, whose output must be
+the transcript's.
 """
 
 import json
@@ -105,6 +107,21 @@ def test_every_section_reproduces_when_pasted_after_the_preamble(name, tmp_path)
     got = replay(preamble, blocks, cwd=str(tmp_path))
     for section, block in blocks.items():
         assert got[section] == block, f"[{section}] prints something else when pasted"
+
+
+@pytest.mark.parametrize("name,section", [("autograd", "vjp"), ("tensors", "named")])
+def test_a_real_python_prompt_prints_the_same(name, section, tmp_path):
+    module = __import__(f"experiments.{name}", fromlist=["SECTIONS"])
+    chosen = next(s for s in module.SECTIONS if s.name == section)
+    printed = tour.preamble_text(0) + "\n" + tour.call(chosen, 0, str(tmp_path))[1]
+    preamble, blocks = parse(printed)
+    typed = "\n".join(preamble + inputs(blocks[section])) + "\n"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-q", "-i"], input=typed, cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert "Error" not in done.stderr, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [line for line in blocks[section]
+                                        if not line.startswith((">>>", "..."))]
 
 
 def test_the_replay_catches_a_transcript_that_did_not_run(tmp_path):
