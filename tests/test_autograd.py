@@ -112,6 +112,19 @@ def test_no_grad_is_stop_gradient_or_not_differentiating():
     (x ** 2 + (x ** 2).detach()).sum().backward()
     close(v["grad_stop"], x.grad)
     close(v["grad_stop"], v["two_x"])
+    # requires_grad True: (x ** 2) passes 2x back; under no_grad it is a constant: nothing flows
+    # through it (torch cannot even call backward on it), but its value still counts where it
+    # multiplies x.
+    x.grad = None
+    (x ** 2).sum().backward()
+    close(v["grad_tracked"], x.grad)
+    np.testing.assert_array_equal(v["grad_stopped"], np.zeros(3, np.float32))
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        squared.sum().backward()
+    x.grad = None
+    (squared * x).sum().backward()
+    close(v["grad_detach_times_x"], x.grad)
+    close(v["grad_detach_times_x"], squared)
     w = torch.ones(3, requires_grad=True)
     (w * x.detach()).sum().backward()
     with torch.no_grad():
@@ -145,6 +158,26 @@ def test_seed_004_w_grad_is_v_times_x():
     close(v["w_grad"], v["v_times_x"])
 
 
+def test_params_grad_is_torchs_and_the_seeds_printed_out_6_and_out_7():
+    """seed 003 In[5]-In[7]: loss tensor(1763.8846), params.grad tensor([4517.2969, 82.6000])."""
+    v = values("params_grad")
+    params = torch.tensor([1.0, 0.0], requires_grad=True)
+    t_u, t_c = torch.tensor(thermo.T_U), torch.tensor(thermo.T_C)
+    loss = ((params[0] * t_u + params[1] - t_c) ** 2).mean()
+    loss.backward()
+    close(v["loss"], loss, rtol=1e-6)
+    close(v["grad"], params.grad, rtol=1e-6)
+    printed_loss = A.TUTORIAL["loss at w = 1, b = 0 (seed 003, Out[6])"]
+    printed_grad = A.TUTORIAL["params.grad at w = 1, b = 0 (seed 003, Out[7])"]
+    assert f"tensor({float(v['loss']):.4f})" == printed_loss
+    assert "tensor([{:.4f}, {:.4f}])".format(*np.asarray(v["grad"]).tolist()) == printed_grad
+
+
+def test_backward_is_the_seeds_4_5():
+    assert A.TUTORIAL["x.grad after out.backward() (seed 002, its derivation: 9/2 = 4.5)"] == "4.5"
+    np.testing.assert_array_equal(values("backward")["grad"], np.full((2, 2), 4.5, np.float32))
+
+
 def torch_thermometer_loss(p):
     t_c = torch.tensor(thermo.T_C)
     t_u = torch.tensor(thermo.T_U)
@@ -168,6 +201,11 @@ def test_newton_step_matches_torch_hessian_solve():
     close(updates, step, rtol=1e-4, atol=1e-4)
 
 
+def log_f(x):
+    """Seed 000's f(x) = log(x^4 + x^3 + 2), in JAX."""
+    return jnp.log(x ** 4 + x ** 3 + 2)
+
+
 def test_newton_on_log_f_follows_torch_newton():
     x = torch.tensor(-1.0, requires_grad=True)
     torch_xs = [x.item()]
@@ -177,7 +215,7 @@ def test_newton_on_log_f_follows_torch_newton():
         h = torch.autograd.functional.hessian(lambda x: torch.log(x ** 4 + x ** 3 + 2), x.detach())
         x = (x.detach() - g / h).requires_grad_(True)
         torch_xs.append(x.item())
-    ours = A.minimise(A.log_f, jnp.float32(-1.0), optim.newton(A.log_f), 4)
+    ours = A.minimise(log_f, jnp.float32(-1.0), optim.newton(log_f), 4)
     np.testing.assert_allclose(ours, torch_xs, rtol=1e-5)
     assert abs(float(ours[-1]) + 0.75) < 1e-5
 
@@ -200,16 +238,15 @@ def test_newton_takes_pytrees_and_needs_params():
 
 
 def test_newton_section_one_step_on_least_squares_and_log_f():
-    v = values("newton")
-    th = v["thermometer"]
+    th = values("newton")
     np.testing.assert_allclose(th["newton_params"], th["least_squares"], rtol=2e-4)
     np.testing.assert_allclose(th["newton_params_step2"], th["newton_params"], rtol=2e-4)
     assert float(th["newton_loss"]) < 2.9277 < float(th["gd_loss_100"])
-    near, far = v["log_f"]["-1.0"], v["log_f"]["-1.5"]
+    near, far = th["log_f"][-1.0], th["log_f"][-1.5]
     assert 1 <= near["newton_steps"] < near["gd_steps"]
-    assert far["newton_steps"] is None and abs(float(far["newton_x"][-1])) < 1e-3
+    assert far["newton_steps"] is None and abs(float(far["newton_end"])) < 1e-3
     assert far["gd_steps"] is not None
-    sgd = A.minimise(A.log_f, jnp.float32(-1.0), optax.sgd(0.1), 3)
+    sgd = A.minimise(log_f, jnp.float32(-1.0), optax.sgd(0.1), 3)
     x = torch.tensor(-1.0, requires_grad=True)
     opt = torch.optim.SGD([x], lr=0.1)
     for _ in range(3):

@@ -4,8 +4,10 @@ Where JAX's default dtype differs (64-bit types off), the check is the documente
 `jax_dtype_for`. Random snippets are checked for shape, dtype and distribution.
 """
 
+import ast
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -72,19 +74,20 @@ def test_random_shapes_dtypes_and_ranges():
     v = values("random")
     assert v["rand"].shape == tuple(torch.rand(5, 3).shape) and v["rand"].dtype == jnp.float32
     assert v["randn"].shape == (5, 3) and v["randn"].dtype == jnp.float32
-    x = torch.tensor([5.5, 3])
+    x = torch.from_numpy(np.ones(5))  # seed 002's x when it calls randn_like (float64)
     like = torch.randn_like(x)
     assert v["randn_like"].shape == tuple(like.shape)
     assert str(v["randn_like"].dtype) == T.jax_dtype_for(str(like.dtype))
     assert 0 <= float(v["rand"].min()) and float(v["rand"].max()) < 1
     # Separate keys, separate numbers.
-    assert not np.allclose(np.ravel(v["randn"])[:2], v["randn_like"])
+    assert not np.allclose(np.ravel(v["randn"])[:5], v["randn_like"])
 
 
 def test_random_distributions_match_torch():
     """Pooled over 60 seeds (fixed keys, so deterministic): U[0,1) and N(0,1), like torch's."""
-    rand = np.concatenate([np.ravel(values("random", seed)["rand"]) for seed in range(60)])
-    randn = np.concatenate([np.ravel(values("random", seed)["randn"]) for seed in range(60)])
+    runs = [values("random", seed) for seed in range(60)]
+    rand = np.concatenate([np.ravel(v["rand"]) for v in runs])
+    randn = np.concatenate([np.ravel(v["randn"]) for v in runs])
     gen = torch.Generator().manual_seed(0)
     torch_rand = torch.rand(rand.size, generator=gen).numpy()
     torch_randn = torch.randn(randn.size, generator=gen).numpy()
@@ -94,8 +97,8 @@ def test_random_distributions_match_torch():
     assert scipy.stats.ks_2samp(randn, torch_randn).pvalue > 1e-3
     assert abs(randn.mean()) < 0.1 and abs(randn.std() - 1) < 0.1
     # Seeds matter: different seeds, different numbers; the same seed, the same numbers.
-    assert not np.array_equal(values("random", 0)["randn"], values("random", 1)["randn"])
-    np.testing.assert_array_equal(values("random", 3)["randn"], values("random", 3)["randn"])
+    assert not np.array_equal(runs[0]["randn"], runs[1]["randn"])
+    np.testing.assert_array_equal(runs[3]["randn"], values("random", 3)["randn"])
 
 
 def test_factories_long():
@@ -219,7 +222,8 @@ def test_named_tensors_by_einsum():
     v = values("named")
     weights = torch.tensor(T.CHANNEL_WEIGHTS)
     assert_same(v["weights"], weights)
-    assert v["names"] == ["channels"]
+    assert v["weights_named"][1] == ("channels",)
+    np.testing.assert_array_equal(v["weights_named"][0], v["weights"])
     img, batch = t(v["img_t"]), t(v["batch_t"])
     # What weights_named.align_as(img_named) did: weights as (channels, 1, 1), summed over channels.
     aligned = weights.unsqueeze(-1).unsqueeze_(-1)
@@ -227,7 +231,16 @@ def test_named_tensors_by_einsum():
     assert_same(v["gray"], (img * aligned).sum(-3), rtol=1e-5)
     assert_same(v["gray"], torch.einsum("...chw,c->...hw", img, weights), rtol=1e-5)
     assert_same(v["batch_gray"], (batch * aligned).sum(-3), rtol=1e-5)
-    assert T.named_subscripts("channels", "rows", "columns") == "...chw"
+
+
+def test_named_weights_are_the_seeds_printed_out_7():
+    """seed 003 Out[7]: tensor([0.2126, 0.7152, 0.0722], names=('channels',))."""
+    printed = T.TUTORIAL["weights_named (seed 003, In[7]/Out[7])"]
+    numbers = [float(n) for n in re.search(r"\[(.*?)\]", printed).group(1).split(",")]
+    names = re.search(r"names=\((.*?)\)", printed).group(1)
+    v = values("named")
+    np.testing.assert_array_equal(np.round(np.asarray(v["weights"], np.float64), 4), numbers)
+    assert v["weights_named"][1] == ast.literal_eval(f"({names})")
 
 
 def test_save_and_load_without_pickle(tmp_path):
@@ -267,3 +280,24 @@ def test_cli_list_section_and_bad_section(tmp_path, capsys):
     assert "unknown --section 'nope'" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ConfigError, match="unknown --section"):
         T.Config(section="nope")
+
+
+def test_save_model_safetensors_load_into_torch_and_whole_model_pickles_are_refused(tmp_path):
+    """The section's file is a state_dict torch's Sequential loads (same outputs); the seed's
+    whole-model torch.save/torch.load is refused by torch.load's default (weights_only=True)."""
+    from safetensors.torch import load_file
+
+    v = values("save_model", out=str(tmp_path))
+    assert v["path"] == str(tmp_path / "model.safetensors") and v["same_outputs"] is True
+    with open(tmp_path / "model.json") as f:
+        assert json.load(f) == v["config"] == {"in_features": 1000, "hidden": 100, "out": 10}
+    net = torch.nn.Sequential(torch.nn.Linear(1000, 100), torch.nn.ReLU(),
+                              torch.nn.Linear(100, 10))
+    net.load_state_dict(load_file(v["path"]))   # strict: every key and shape matches
+    with torch.no_grad():
+        theirs = net(t(v["x"]))
+    np.testing.assert_allclose(v["y"], theirs.numpy(), rtol=1e-5, atol=1e-6)
+    whole = tmp_path / "whole_model.pt"
+    torch.save(net, whole)                       # the seed's torch.save(model, path)
+    with pytest.raises(Exception, match="weights_only"):
+        torch.load(whole)                        # the seed's model = torch.load(path)
