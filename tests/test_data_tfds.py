@@ -447,3 +447,31 @@ def test_fashion_mnist_served_as_mnist_is_refused(tmp_path):
                                       checksums=checksums_of(str(mirror_dir)))
     assert tfds_source.load_cached("mnist", "test", tfds_dir) is None
     assert _leftovers(tfds_dir) == []
+
+
+def test_data_modules_import_one_way():
+    """No import cycle inside jaxnets.data, counting imports inside functions too (sources and
+    tfds_source used to import each other); the registry imports only the format readers."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(data.__file__).parent
+    graph = {}
+    for path in root.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "jaxnets.data":
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "jaxnets.data."):
+                deps.add(node.module.rsplit(".", 1)[1])
+        graph[path.stem] = deps & {p.stem for p in root.glob("*.py")}
+    assert graph["registry"] == {"cifar", "idx"}
+    assert "sources" not in graph["tfds_source"] and "tfds_source" not in graph["tfds_builders"]
+
+    def reaches(start, target, seen=()):
+        return any(d == target or (d not in seen and reaches(d, target, (*seen, d)))
+                   for d in graph[start])
+
+    cycles = [m for m in graph if m != "__init__" and reaches(m, m)]
+    assert cycles == []

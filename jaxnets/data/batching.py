@@ -20,8 +20,7 @@ import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets.errors import ConfigError
 
 
-def _check_batch_size(batch_size: int) -> None:
-    """A batch size is a positive integer (parallel.check_batch_size checks the mesh split)."""
+def _check_batch_size(batch_size: int) -> None:  # (parallel.check_batch_size: the mesh split)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
 
