@@ -1,5 +1,7 @@
 """The data layer: sources (IDX, CIFAR-10 binary, tensorflow-datasets), transforms, batching."""
 
+# Before batching: EpochSampler shuffles with jax.random.
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets.data.batching import (
     EpochSampler,
     ReplacementSampler,
