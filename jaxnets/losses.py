@@ -10,6 +10,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
+# Here because jaxnets.train (keys, steps) imports losses: its draws follow the pin too.
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
+
 
 def reduce(per_example: jnp.ndarray, reduction: str = "mean", weights=None) -> jnp.ndarray:
     """Apply a PyTorch-style reduction over the leading (batch) axis, honouring weights."""

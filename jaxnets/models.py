@@ -11,7 +11,6 @@ import functools
 import flax.linen as nn
 import jax
 
-import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import layers as L
 from jaxnets.errors import ConfigError
 

@@ -30,7 +30,6 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets import losses, parallel
 from jaxnets.data.batching import gather
 

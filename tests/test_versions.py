@@ -12,7 +12,7 @@ DRAWING_MODULES = [
     "jaxnets.data.batching", "experiments.tour", "experiments.tensors", "experiments.autograd",
     "experiments.mnist", "experiments.lenet", "experiments.cifar10",
     "experiments.linear_classifier", "experiments.two_layer", "experiments.resnet_step",
-    "experiments.thermometer",
+    "experiments.thermometer", "jaxnets.nnx_lenet", "experiments.lenet_nnx",
 ]
 
 

@@ -1,6 +1,8 @@
 """The data layer: a dataset registry, sources (IDX, CIFAR-10 binary, tensorflow-datasets),
 user-defined datasets, transforms, batching."""
 
+# Before batching: EpochSampler shuffles with jax.random.
+import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
 from jaxnets.data.batching import (
     EpochSampler,
     ReplacementSampler,
