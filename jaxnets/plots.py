@@ -40,7 +40,7 @@ def running_mean(values: Sequence[float], window: int) -> np.ndarray:
 
 
 # Line styles cycled over the curves of one axis, so a curve lying on another stays visible.
-_STYLES = ("-", "--", ":", "-.")
+_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 
 def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
@@ -52,10 +52,11 @@ def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel:
         style = _STYLES[i % len(_STYLES)]
         if smooth and smooth > 1:
             (raw,) = ax.plot(xs, ys, linewidth=0.6, alpha=0.3)
-            ax.plot(xs, running_mean(ys, smooth), style, color=raw.get_color(), linewidth=1.4,
+            ax.plot(xs, running_mean(ys, smooth), linestyle=style, color=raw.get_color(),
+                    linewidth=1.4,
                     label=f"{name}: running mean of {smooth} (raw values faint)")
         else:
-            ax.plot(xs, ys, style, label=name, linewidth=1.2 if i else 0.9)
+            ax.plot(xs, ys, linestyle=style, label=name, linewidth=1.2 if i else 0.9)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if logy:
         ax.set_yscale("log")
