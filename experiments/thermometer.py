@@ -124,7 +124,8 @@ def fit_plot(t_u, t_c, params, scale: float, path: str) -> str:
     ax.plot(line_u, params[0] * scale * line_u + params[1], label="fit")
     ax.plot(t_u, t_c, "o", label="data")
     ax.set(xlabel="Temperature (°Fahrenheit)", ylabel="Temperature (°Celsius)",
-           title=f"t_c = {params[0] * scale:.4f} * t_u {params[1]:+.4f}")
+           title=f"t_c = {params[0] * scale:.4f} * t_u {'-' if params[1] < 0 else '+'} "
+                 f"{abs(params[1]):.4f}")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100, bbox_inches="tight")

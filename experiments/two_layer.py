@@ -47,6 +47,16 @@ VERSIONS = ("manual", "manual_fixed", "autograd", "module", "sequential",
             "sequential_torch_init")
 SAME_START = ("manual_fixed", "autograd", "module", "sequential")  # must agree exactly
 
+# What seed 002 states: its settings and `print(model)`'s Sequential; it prints no loss values
+# here (each of its versions draws fresh torch.randn tensors, so they would not compare).
+TUTORIAL: dict[str, str] = {
+    "print(model)": "Sequential(Linear(1000, 100), ReLU(), Linear(100, 10))",
+    "batch_n, input_data, hidden_layer, output_data": "100, 1000, 100, 10",
+    "epoch_n, learning_rate": "20, 1e-06",
+    "loss values": "not printed (random data)",
+}
+REFERENCE: dict[str, tuple[str, str]] = {}  # no figures from elsewhere
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -191,6 +201,53 @@ def gradient_check(start: dict) -> dict[str, float]:
     return out
 
 
+def train_versions(config: Config, start: dict, key: jax.Array, say) -> dict[str, np.ndarray]:
+    """Each version in the seed's order, printing `Epoch:{}, Loss:{:.4f}` as the seed does."""
+    curves = {}
+    for version in VERSIONS:
+        curves[version] = train_version(version, config, start, key)
+        say(f"[{version}]")
+        for epoch, value in enumerate(curves[version]):
+            say(f"Epoch:{epoch}, Loss:{value:.4f}")
+    return curves
+
+
+def write_plot(config: Config, curves: dict, rel: dict) -> str:
+    """loss_curves.png: the same-start versions are one line (they are equal), the seed's
+    clamp_ backward and the PyTorch-init Sequential each their own."""
+    same = max(rel[v] for v in SAME_START)
+    lines = {"manual (the seed's clamp_ backward)": curves["manual"],
+             f"{', '.join(SAME_START)} (max rel. diff {same:.1e})": curves["autograd"],
+             "sequential, PyTorch init": curves["sequential_torch_init"]}
+    return plots.loss_curve(lines, os.path.join(config.out, "loss_curves.png"),
+                            title="Seed 002's two-layer net: sum of squared errors",
+                            xlabel="epoch (numbered from 0, as the seed prints)", ylabel="loss",
+                            logy=True, first=0)
+
+
+def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """TUTORIAL's figures next to ours, then what only we measure."""
+    curves, rel = metrics["losses"], metrics["max_rel_diff_from_autograd"]
+    grads = metrics["hand_written_grad_rel_diff"]
+    shapes = metrics["shapes"]
+    ours = {"print(model)": "identical (above)",
+            "batch_n, input_data, hidden_layer, output_data":
+                ", ".join(str(shapes[k]) for k in ("batch_n", "input_data", "hidden_layer",
+                                                   "output_data")),
+            "epoch_n, learning_rate": f"{metrics['epochs']}, {metrics['lr']:g}",
+            "loss values": f"autograd's final loss {curves['autograd'][-1]:.4f}"}
+    same = max(rel[v] for v in SAME_START)
+    return [(name, value, ours[name]) for name, value in TUTORIAL.items()] + [
+        ("same-start versions agree", "-", f"max rel. diff {same:.1e} ({', '.join(SAME_START)})"),
+        ("seed's hand-written backward", "-",
+         (f"grad differs from jax.grad by {grads['seed_backward']:.2f} (rel.): clamp_(min=0) on "
+          f"the gradient; final loss {curves['manual'][-1]:.4f}")),
+        ("fixed hand-written backward", "-",
+         f"grad equals jax.grad to {grads['fixed_backward']:.1e} (rel.)"),
+        ("Sequential, PyTorch init", "-", f"final loss {curves['sequential_torch_init'][-1]:.4f}"),
+    ]
+
+
 def run(config: Config, data: dict | None = None) -> dict:
     """Train all versions from one start; returns the metrics written to metrics.json.
 
@@ -204,42 +261,23 @@ def run(config: Config, data: dict | None = None) -> dict:
         k: jnp.asarray(np.asarray(v), jnp.float32) for k, v in data.items()}
     structure = torch_repr(two_layer_sequential(config.hidden_layer, config.output_data),
                            start["x"][:1])
-    curves = {v: train_version(v, config, start, init_key) for v in VERSIONS}
-    for version, curve in curves.items():
-        say(f"[{version}]")
-        for epoch, value in enumerate(curve):
-            say(f"Epoch:{epoch}, Loss:{value:.4f}")
+    curves = train_versions(config, start, init_key, say)
     reference = curves["autograd"]
     rel = {v: float(np.max(np.abs(curves[v] - reference) / np.abs(reference))) for v in VERSIONS}
-    grads = gradient_check(start)
     metrics = {
         "experiment": "two_layer", "seed": config.seed, "epochs": config.epochs, "lr": config.lr,
         "shapes": {"batch_n": config.batch_n, "input_data": config.input_data,
                    "hidden_layer": config.hidden_layer, "output_data": config.output_data},
         "losses": curves, "max_rel_diff_from_autograd": rel,
-        "hand_written_grad_rel_diff": grads, "sequential_structure": structure,
+        "hand_written_grad_rel_diff": gradient_check(start), "sequential_structure": structure,
     }
     os.makedirs(config.out, exist_ok=True)
-    plot = plots.loss_curve(curves, os.path.join(config.out, "loss_curves.png"),
-                            title="Seed 002's two-layer net: sum of squared errors",
-                            xlabel="epoch", ylabel="loss", logy=True)
-    metrics["plots"] = [plot]
+    metrics["plots"] = [write_plot(config, curves, rel)]
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     say("print(model) for the Sequential version:")
     say(structure)
-    same = max(rel[v] for v in SAME_START)
-    say(cli.comparison([
-        ("print(model)", "Sequential(0: Linear, 1: ReLU, 2: Linear)", "identical (above)"),
-        ("final loss, autograd", "- (not printed)", f"{reference[-1]:.4f}"),
-        ("same-start versions agree", "-", f"max rel. diff {same:.1e} ({', '.join(SAME_START)})"),
-        ("seed's hand-written backward", "-",
-         (f"grad differs from jax.grad by {grads['seed_backward']:.2f} (rel.): clamp_(min=0) on "
-         f"the gradient; final loss {curves['manual'][-1]:.4f}")),
-        ("fixed hand-written backward", "-",
-         f"grad equals jax.grad to {grads['fixed_backward']:.1e} (rel.)"),
-        ("Sequential, PyTorch init", "-", f"final loss {curves['sequential_torch_init'][-1]:.4f}"),
-    ]))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')} and {plot}")
+    say(cli.comparison(comparison_rows(metrics)))
+    say(f"wrote {os.path.join(config.out, 'metrics.json')} and {metrics['plots'][0]}")
     return metrics
 
 

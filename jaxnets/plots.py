@@ -40,22 +40,23 @@ def running_mean(values: Sequence[float], window: int) -> np.ndarray:
 
 
 # Line styles cycled over the curves of one axis, so a curve lying on another stays visible.
-_STYLES = ("-", "--", ":", "-.")
+_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 
 def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
-                 logy: bool, smooth: int | None) -> None:
+                 logy: bool, smooth: int | None, first: int = 1) -> None:
     """Draw named curves on one axis; with `smooth`, each raw curve faint under its running mean."""
     for i, (name, ys) in enumerate(curves.items()):
         ys = np.asarray(ys, np.float64)
-        xs = np.arange(1, len(ys) + 1)
+        xs = np.arange(first, first + len(ys))
         style = _STYLES[i % len(_STYLES)]
         if smooth and smooth > 1:
             (raw,) = ax.plot(xs, ys, linewidth=0.6, alpha=0.3)
-            ax.plot(xs, running_mean(ys, smooth), style, color=raw.get_color(), linewidth=1.4,
+            ax.plot(xs, running_mean(ys, smooth), linestyle=style, color=raw.get_color(),
+                    linewidth=1.4,
                     label=f"{name}: running mean of {smooth} (raw values faint)")
         else:
-            ax.plot(xs, ys, style, label=name, linewidth=1.2 if i else 0.9)
+            ax.plot(xs, ys, linestyle=style, label=name, linewidth=1.2 if i else 0.9)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if logy:
         ax.set_yscale("log")
@@ -66,16 +67,17 @@ def _draw_curves(ax, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel:
 
 def loss_curve(curves: Mapping[str, Sequence[float]] | Sequence[float], path: str,
                title: str = "training loss", xlabel: str = "step", ylabel: str = "loss",
-               logy: bool = False, smooth: int | None = None) -> str:
+               logy: bool = False, smooth: int | None = None, first: int = 1) -> str:
     """Plot one curve or several named curves (e.g. {'jaxnets': ..., 'PyTorch': ...}).
 
     Args:
-      curves: the values, or {name: values}; x runs 1..len(values).
+      curves: the values, or {name: values}.
       path: the PNG to write.
       title, xlabel, ylabel: the axis texts.
       logy: logarithmic y axis.
       smooth: if > 1, draw each curve faintly with its running mean over this many values on
         top (for noisy per-step losses); None (the default) draws the raw curves only.
+      first: the x of the first value (1: step/epoch 1; 0 where the tutorial counts from 0).
 
     Returns:
       path.
@@ -84,7 +86,7 @@ def loss_curve(curves: Mapping[str, Sequence[float]] | Sequence[float], path: st
     fig, ax = plt.subplots(figsize=(10, 5))
     if not isinstance(curves, Mapping):
         curves = {"loss": curves}
-    _draw_curves(ax, curves, xlabel, ylabel, logy, smooth)
+    _draw_curves(ax, curves, xlabel, ylabel, logy, smooth, first)
     ax.set_title(title)
     return _save(fig, path)
 

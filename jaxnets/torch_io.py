@@ -10,7 +10,9 @@ Rules (the same for every model, so LeNet, the linear classifier and ResNet18 sh
   ignored on import);
 - any other parameter (seed 000's raw `w1`) keeps its name and layout.
 Files: safetensors (no pickle) both ways; PyTorch `.pth` is read with
-`torch.load(weights_only=True)` when torch is installed.
+`torch.load(weights_only=True)` when torch is installed. Shapes are kept exactly (0-d arrays
+such as a counter stay 0-d); bfloat16 arrays come back as `ml_dtypes.bfloat16` from either
+format, and `from_state_dict` casts them to the model's dtype.
 """
 
 from __future__ import annotations

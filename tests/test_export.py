@@ -118,3 +118,49 @@ def test_wrong_or_damaged_files_are_clear_errors(trained, tmp_path):
         checkpoint.import_state_dict(str(tmp_path / "cut.safetensors"), template)
     with pytest.raises(CheckpointError, match="no such file"):
         checkpoint.import_state_dict(str(tmp_path / "absent.safetensors"), template)
+
+
+def test_a_pytorch_pth_comes_in_and_bf16_loads_exactly(trained, tmp_path):
+    """torch.save(net.state_dict()) as .pth, float32 and bfloat16: both import (bf16 values
+    widened exactly to the model's float32), the float32 one bit-identical."""
+    net = Net()
+    net.load_state_dict(load_file(checkpoint.export_state_dict(
+        str(tmp_path / "ours.safetensors"), {"params": trained})), strict=True)
+    template = {"params": cifar10.init_params(jax.random.key(0))}
+    torch.save(net.state_dict(), tmp_path / "net.pth")
+    back = checkpoint.import_state_dict(str(tmp_path / "net.pth"), template)["params"]
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(trained)):
+        np.testing.assert_array_equal(a, b)
+    torch.save({k: v.to(torch.bfloat16) for k, v in net.state_dict().items()},
+               tmp_path / "bf16.pth")
+    half = checkpoint.import_state_dict(str(tmp_path / "bf16.pth"), template)["params"]
+    assert half["fc3"]["kernel"].dtype == np.float32
+    np.testing.assert_array_equal(
+        half["fc3"]["kernel"], net.fc3.weight.detach().to(torch.bfloat16).float().numpy().T)
+
+
+def test_0d_arrays_survive_export_import_and_torch(tmp_path):
+    """A scalar parameter stays 0-d through our safetensors, torch's strict load_state_dict,
+    torch's own .pth and .safetensors, and back (np.ascontiguousarray once made it [1])."""
+    variables = {"params": {"temperature": np.asarray(1.5, np.float32),
+                            "fc": {"kernel": np.ones((3, 2), np.float32),
+                                   "bias": np.zeros(2, np.float32)}}}
+    path = checkpoint.export_state_dict(str(tmp_path / "t.safetensors"), variables)
+    sd = load_file(path)
+    assert sd["temperature"].shape == () and sd["fc.weight"].shape == (2, 3)
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.temperature = nn.Parameter(torch.tensor(0.0))
+            self.fc = nn.Linear(3, 2)
+
+    module = Scaled()
+    module.load_state_dict(sd, strict=True)
+    assert module.temperature.shape == () and module.temperature.item() == 1.5
+    torch.save(module.state_dict(), tmp_path / "t.pth")
+    save_file(module.state_dict(), str(tmp_path / "torch.safetensors"))
+    for name in ("t.safetensors", "t.pth", "torch.safetensors"):
+        back = checkpoint.import_state_dict(str(tmp_path / name), variables)["params"]
+        assert np.shape(back["temperature"]) == () and float(back["temperature"]) == 1.5, name
+        np.testing.assert_array_equal(back["fc"]["kernel"], variables["params"]["fc"]["kernel"])

@@ -142,3 +142,16 @@ def test_cli_bad_flag_exits_2(capsys):
         T.main(["--epochs", "0"])
     assert e.value.code == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+def test_tutorial_table_matches_the_seeds_settings_and_feeds_the_comparison(tmp_path):
+    config = T.Config(out=str(tmp_path))
+    assert T.TUTORIAL["batch_n, input_data, hidden_layer, output_data"] == ", ".join(
+        str(getattr(config, k)) for k in ("batch_n", "input_data", "hidden_layer", "output_data"))
+    assert T.TUTORIAL["epoch_n, learning_rate"] == f"{config.epochs}, {config.lr:g}"
+    assert T.REFERENCE == {}
+    m = T.run(T.Config(epochs=2, out=str(tmp_path), progress=False))
+    rows = T.comparison_rows(m)
+    assert [(name, theirs) for name, theirs, _ in rows[:len(T.TUTORIAL)]] == list(
+        T.TUTORIAL.items())
+    assert rows[2][2] == f"2, {config.lr:g}"  # ours, from this run's settings
