@@ -134,7 +134,9 @@ SECTIONS: tuple[Section, ...] = (
         tensor
         t1 = jnp.concatenate([tensor, tensor, tensor], axis=1)   # torch.cat(..., dim=1)
         t1
-        """, {"tensor": "tensor", "t1": "t1"}),
+        """, {"tensor": "tensor", "t1": "t1"},
+        "seed 001 names torch.cat, tensor.mul and tensor.matmul without code; `tensor` and these "
+        "calls are from the PyTorch 60-minute blitz that seed 001 follows (its tensors page)."),
     Section("mul", "tensor.mul(tensor); tensor * tensor", """
         tensor = jnp.ones((4, 4)).at[:, 1].set(0)   # tensor = torch.ones(4, 4); tensor[:, 1] = 0
         jnp.multiply(tensor, tensor)     # tensor.mul(tensor)
