@@ -17,7 +17,8 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 from experiments import resnet_step
-from jaxnets import resnet, torch_io
+from jaxnets import layers as L
+from jaxnets import models, resnet, torch_io
 from jaxnets.errors import CheckpointError, ConfigError
 
 # --- reference: torchvision.models.resnet18, same module names, same init --------------------
@@ -146,7 +147,7 @@ def test_state_dict_keys_shapes_and_param_count_match_torchvision():
     assert sorted(ours) == sorted(theirs)
     assert {k: tuple(v.shape) for k, v in ours.items()} == \
         {k: tuple(v.shape) for k, v in theirs.items()}
-    assert resnet.count_params(template["params"]) == resnet.NUM_PARAMS_RESNET18 == \
+    assert models.count_params(template["params"]) == resnet.NUM_PARAMS_RESNET18 == \
         sum(p.numel() for p in RefResNet18().parameters())
     assert resnet.torch_rename("layer2_0.downsample_1") == "layer2.0.downsample.1"
 
@@ -189,7 +190,7 @@ def test_batchnorm_matches_torch_momentum_and_unbiased_running_var():
 
 def test_max_pool_pads_with_minus_inf_like_torch():
     x = -np.abs(np.random.default_rng(1).normal(size=(1, 7, 7, 2))).astype(np.float32) - 1.0
-    ours = np.asarray(resnet.max_pool2d(jnp.asarray(x), 3, 2, 1))
+    ours = np.asarray(L.max_pool2d(jnp.asarray(x), 3, 2, 1))
     theirs = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 3, 2, 1).numpy()
     np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))
 
