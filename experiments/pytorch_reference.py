@@ -273,6 +273,81 @@ class LinearClassifier(nn.Module):
         return out
 
 
+class ResNetBasicBlock(nn.Module):
+    """torchvision's BasicBlock (conv3x3-bn-relu-conv3x3-bn, plus identity or downsample)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """torchvision.models.resnet18 typed out (no CPU torchvision here): same module names,
+    same init, so its state_dict is torchvision's."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, 2)
+        self.layer2 = self._make_layer(128, 2, stride=2)
+        self.layer3 = self._make_layer(256, 2, stride=2)
+        self.layer4 = self._make_layer(512, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's ResNet.__init__
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes))
+        layers = [ResNetBasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [ResNetBasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18_seed_step(model, data, labels, lr: float = 1e-2, momentum: float = 0.9):
+    """Seed 001's autograd-section step on `model` (its resnet18): forward, the summed loss,
+    backward, one SGD step. Returns (prediction, loss) from before the step."""
+    prediction = model(data)  # forward pass
+    loss = (prediction - labels).sum()
+    loss.backward()  # backward pass
+    optim = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optim.step()  # gradient descent
+    return prediction, loss
+
+
 def blitz_train(net, trainloader: Iterable, epochs: int = 2, lr: float = 0.001,
                 momentum: float = 0.9, criterion=None, steps: int | None = None,
                 report: Callable[[str], object] = print) -> list[float]:
