@@ -144,25 +144,40 @@ def _load(directory: str, name: str) -> np.ndarray:
 # --- PyTorch side -------------------------------------------------------------------------------
 
 def torch_prepare(name: str, steps: int, directory: str) -> Callable:
-    from benchmarks import torch_ref as T
+    from experiments import pytorch_reference as T
 
     if name in ("mnist_sgd", "mnist_adam"):
-        return T.mnist(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
+        return T.timed_seed000(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
                        name.split("_")[1])
     if name in ("lenet_b4", "lenet_b128"):
         images = _load(directory, "cifar_images")
         # ToTensor (uint8 HWC -> float CHW in [0, 1]) + Normalize(0.5, 0.5), done once up front.
         nchw = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - 0.5) / 0.5
-        return T.cifar10(nchw, _load(directory, "cifar_labels"), steps,
+        return T.timed_blitz(nchw, _load(directory, "cifar_labels"), steps,
                          WORKLOADS[name].examples_per_step)
     if name == "thermometer":
-        return T.thermometer(steps)
+        return T.timed_thermometer(steps)
     if name == "thermometer_sgd":
-        return T.thermometer_sgd(steps)
+        return T.timed_thermometer_sgd(steps)
     if name in ("two_layer", "two_layer_long"):
-        return T.two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
+        return T.timed_two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
                            epochs=steps)
     raise KeyError(name)
+
+
+def torch_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best sgemm rate of torch (MKL/oneDNN) on n x n float32 matrices."""
+    from experiments import pytorch_reference as T
+
+    return 2 * n ** 3 / best_seconds(T.sgemm(n), repeats) / 1e9
+
+
+def torch_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
+    """Best seconds for torch.mm (MKL/oneDNN) to do `matmuls` (one step's shapes) `steps` times,
+    nothing else (`experiments.pytorch_reference.matmuls`)."""
+    from experiments import pytorch_reference as T
+
+    return best_seconds(T.matmuls(matmuls, steps), repeats)
 
 
 # --- jaxnets side -------------------------------------------------------------------------------

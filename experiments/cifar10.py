@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import checkpoint, models, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LeNet
@@ -141,7 +141,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     os.makedirs(config.out, exist_ok=True)
     init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     state = init_state(config, init_key)
-    n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
+    n_params = models.count_params(state.params)
     print(f"[cifar10] {len(train_set)} train / {len(test_set)} test images from "
           f"{train_set.source}; LeNet with {n_params:,} parameters; batch {config.batch_size}, "
           f"SGD lr {config.lr} momentum {config.momentum}, {config.epochs} epochs")

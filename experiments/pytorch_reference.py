@@ -2,12 +2,32 @@
 
 Parity tests, the reproduction report and the benchmarks run these next to jaxnets: the loops
 are the seeds' code (comments mark the only changes: injected initial weights and batch indices,
-so both frameworks see the same start and the same data). Needs torch (the `dev` extra).
+so both frameworks see the same start and the same data). This is the one module that imports
+torch (the `dev` extra); import it only where torch is wanted.
+
+What the benchmarks' versions (`timed_*`, each returning a `prepare() -> run` pair so only
+training is timed) change from the seeds, and why:
+- seed 000 draws batch indices with `np.random.randint` (global state); here
+  `np.random.default_rng(seed).integers`, the same cost without global state.
+- seed 001 loads CIFAR-10 through torchvision (PIL images, ToTensor + Normalize in 2 worker
+  processes). There is no CPU torchvision here, so the images arrive already normalized, as a
+  TensorDataset with `num_workers=0`: that leaves out the per-image transform work, so it can
+  only make PyTorch faster than the tutorial's own pipeline.
+- the seeds' `print` calls still format their strings (and so still call `.item()`/`float()`),
+  but write them to a null sink instead of the terminal.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Iterable
+
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+
+from jaxnets import thermometer as _thermo
 
 
 def seed000_loop(train_data, train_labels, w1, w2, steps: int, batch_indices, optimizer: str = "sgd",
@@ -16,8 +36,6 @@ def seed000_loop(train_data, train_labels, w1, w2, steps: int, batch_indices, op
     `train_labels` int64 [N], `w1`/`w2` leaf tensors with requires_grad. `batch_indices(i)`
     gives step i's indices (the seed calls `np.random.randint` there). Returns the seed's `res`:
     one loss tensor per step. The benchmark times this; the parity tests call `seed000_train`."""
-    import torch
-
     def nn(x, w1, w2):
         l1 = x @ w1
         l1 = torch.relu(l1)
@@ -51,8 +69,6 @@ def seed000_train(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, w1_in
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`seed000_loop` from given weights (changed from the seed's torch.randn) and given batch
     indices idx[steps, B] (changed from np.random). Returns (losses, w1, w2) as numpy."""
-    import torch
-
     train_data = torch.from_numpy(np.array(images[..., 0]))  # a writable copy for torch
     train_labels = torch.from_numpy(np.array(labels).astype(np.int64))
     w1 = torch.tensor(w1_init, requires_grad=True)
@@ -121,8 +137,6 @@ def thermo_dmodel_db(t_u, w, b):
 
 def thermo_grad_fn(t_u, t_c, t_p, w, b):
     """The book's In[14], built from its hand-derived dloss_fn, dmodel_dw and dmodel_db."""
-    import torch
-
     dloss_dtp = thermo_dloss_fn(t_p, t_c)
     dloss_dw = dloss_dtp * thermo_dmodel_dw(t_u, w, b)
     dloss_db = dloss_dtp * thermo_dmodel_db(t_u, w, b)
@@ -150,8 +164,6 @@ def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
 
     Returns torch tensors (params, losses[n], params after each epoch [n, 2], grads [n, 2]).
     """
-    import torch
-
     t_u, t_c, params = torch.as_tensor(t_u), torch.as_tensor(t_c), torch.as_tensor(params)
     losses, history, grads = [], [], []
 
@@ -164,13 +176,68 @@ def thermometer_loop(n_epochs: int, learning_rate: float, params, t_u, t_c):
     return params, torch.stack(losses), torch.stack(history), torch.stack(grads)
 
 
+def neural_networks_net(in_channels: int = 1):
+    """A fresh instance of the `Net` of seed 001's neural-network section (LeNet on 1x32x32,
+    pooling as F.max_pool2d calls), verbatim but for in_channels and its comments."""
+
+    class Net(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, 6, 5)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1 = nn.Linear(16 * 5 * 5, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+        def forward(self, input):
+            c1 = F.relu(self.conv1(input))
+            s2 = F.max_pool2d(c1, (2, 2))
+            c3 = F.relu(self.conv2(s2))
+            s4 = F.max_pool2d(c3, 2)
+            s4 = torch.flatten(s4, 1)
+            f5 = F.relu(self.fc1(s4))
+            f6 = F.relu(self.fc2(f5))
+            output = self.fc3(f6)
+            return output
+
+    return Net()
+
+
+def neural_networks_walkthrough(net, input, v, target, learning_rate: float = 0.01) -> dict:
+    """Seed 001's neural-network section on `net`, in its order: forward, `out.backward(v)`
+    (the seed draws v = torch.randn(1, 10)), MSELoss against target, zero_grad + backward, one
+    hand-written `f.data.sub_(f.grad.data * learning_rate)`, then one `optim.SGD` step. Returns
+    what it prints (numpy): structure, output, conv1 bias grads, loss, every grad, and the loss
+    before/after the SGD step."""
+    ref = {"structure": str(net)}
+    net.zero_grad()
+    out = net(input)
+    ref["output"] = out.detach().numpy()[0]
+    out.backward(v)
+    ref["vjp_conv1_bias_grad"] = net.conv1.bias.grad.numpy().copy()
+    criterion = nn.MSELoss()
+    loss = criterion(net(input), target)
+    ref["mse_loss"] = loss.item()
+    net.zero_grad()
+    ref["conv1_bias_grad_before"] = net.conv1.bias.grad  # None since PyTorch 2.0
+    loss.backward()
+    ref["grads"] = {k: p.grad.numpy().copy() for k, p in net.named_parameters()}
+    for f in net.parameters():
+        f.data.sub_(f.grad.data * learning_rate)
+    optimizer = optim.SGD(net.parameters(), lr=0.01)
+    optimizer.zero_grad()
+    loss = criterion(net(input), target)
+    ref["optimizer_step_loss_before"] = loss.item()
+    loss.backward()
+    optimizer.step()
+    ref["optimizer_step_loss_after"] = criterion(net(input), target).item()
+    return ref
+
+
 def tutorial_net(in_channels: int = 3):
     """A fresh instance of the blitz tutorial's `Net` (seed 001), verbatim but for in_channels
     (3 for CIFAR-10; 1 for the neural-network section's 32x32 LeNet)."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -191,3 +258,302 @@ def tutorial_net(in_channels: int = 3):
             return x
 
     return Net()
+
+
+class LinearClassifier(nn.Module):
+    """Seed 004's model, verbatim (its comments shortened)."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, num_classes)  # fc1: first fully-connected layer
+
+    def forward(self, x):
+        out = x.reshape(x.size(0), -1)
+        out = self.fc1(out)
+        return out
+
+
+class ResNetBasicBlock(nn.Module):
+    """torchvision's BasicBlock (conv3x3-bn-relu-conv3x3-bn, plus identity or downsample)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """torchvision.models.resnet18 typed out (no CPU torchvision here): same module names,
+    same init, so its state_dict is torchvision's."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, 2)
+        self.layer2 = self._make_layer(128, 2, stride=2)
+        self.layer3 = self._make_layer(256, 2, stride=2)
+        self.layer4 = self._make_layer(512, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's ResNet.__init__
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes))
+        layers = [ResNetBasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [ResNetBasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18_seed_step(model, data, labels, lr: float = 1e-2, momentum: float = 0.9):
+    """Seed 001's autograd-section step on `model` (its resnet18): forward, the summed loss,
+    backward, one SGD step. Returns (prediction, loss) from before the step."""
+    prediction = model(data)  # forward pass
+    loss = (prediction - labels).sum()
+    loss.backward()  # backward pass
+    optim = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optim.step()  # gradient descent
+    return prediction, loss
+
+
+def blitz_train(net, trainloader: Iterable, epochs: int = 2, lr: float = 0.001,
+                momentum: float = 0.9, criterion=None, steps: int | None = None,
+                report: Callable[[str], object] = print) -> list[float]:
+    """The blitz tutorial's training loop (seed 001), verbatim but for its arguments.
+
+    `trainloader` is iterated once per epoch (a DataLoader reshuffles; a list of (inputs,
+    labels) replays). `criterion` defaults to the tutorial's nn.CrossEntropyLoss(); any
+    `criterion(outputs, labels) -> loss` works (seed 002's summed squared error). Stops after
+    `steps` mini-batches when given (the benchmarks' shortened runs). `report` gets the
+    tutorial's every-2000-mini-batches line. Returns every step's `loss.item()`.
+    """
+    criterion = nn.CrossEntropyLoss() if criterion is None else criterion
+    optimizer = optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for epoch in range(epochs):  # loop over the dataset multiple times
+        running_loss = 0.0
+        for i, data in enumerate(trainloader, 0):
+            if len(losses) == steps:
+                return losses
+            # get the inputs; data is a list of [inputs, labels]
+            inputs, labels = data
+
+            # zero the parameter gradients
+            optimizer.zero_grad()
+
+            # forward + backward + optimize
+            outputs = net(inputs)
+            loss = criterion(outputs, labels)
+            loss.backward()
+            optimizer.step()
+
+            # print statistics
+            running_loss += loss.item()
+            losses.append(loss.item())
+            if i % 2000 == 1999:    # print every 2000 mini-batches
+                report(f"[{epoch + 1}, {i + 1:5d}] loss: {running_loss / 2000:.3f}")
+                running_loss = 0.0
+    return losses
+
+
+def thermometer_optimizer_loop(n_epochs: int, optimizer, params, t_u, t_c, on_epoch=None):
+    """Seed 003's optimizer version of training_loop: zero_grad / backward / step on `params`
+    (a leaf tensor with requires_grad that `optimizer` updates). `on_epoch(epoch, params, loss)`
+    is called where the book prints (every 500 epochs). Returns params."""
+    for epoch in range(1, n_epochs + 1):
+        t_p = thermo_model(t_u, *params)
+        loss = thermo_loss_fn(t_p, t_c)
+
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        if on_epoch is not None:
+            on_epoch(epoch, params, loss)
+    return params
+
+
+def thermometer_optimizer_fit(optimizer_cls, lr: float, n_epochs: int, t_u, t_c
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """`thermometer_optimizer_loop` from params [1.0, 0.0] with `optimizer_cls([params], lr=lr)`
+    (torch.optim.SGD or Adam). Returns (params, per-epoch float32 losses) as numpy."""
+    params = torch.tensor([1.0, 0.0], requires_grad=True)
+    losses = []
+    thermometer_optimizer_loop(n_epochs, optimizer_cls([params], lr=lr), params,
+                               torch.as_tensor(t_u), torch.as_tensor(t_c),
+                               lambda epoch, params, loss: losses.append(loss.item()))
+    return params.detach().numpy(), np.array(losses, np.float32)
+
+
+# --- the benchmarks' runs: prepare() builds the model untimed, the returned run() trains ---------
+
+_SINK = io.StringIO()
+
+
+def _print(*args) -> None:
+    """The seeds' print, formatted as they do, written to a null sink."""
+    _SINK.write(" ".join(str(a) for a in args))
+    _SINK.seek(0)
+    _SINK.truncate()
+
+
+def timed_seed000(images: np.ndarray, labels: np.ndarray, steps: int, optimizer: str,
+                  batch_size: int = 100, lr: float = 1e-3, seed: int = 0):
+    """Seed 000's loop (`seed000_loop`): SGD as written (`.grad` never zeroed) or its Adam
+    version, batch indices drawn each step as the seed does."""
+    train_data = torch.from_numpy(images.reshape(len(images), 28, 28))   # uint8, like .train_data
+    train_labels = torch.from_numpy(labels.astype(np.int64))
+
+    def prepare():
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        w1 = torch.randn(784, 200, requires_grad=True)
+        w2 = torch.randn(200, 10, requires_grad=True)
+
+        def run():
+            return seed000_loop(
+                train_data, train_labels, w1, w2, steps,
+                lambda i: rng.integers(0, train_data.shape[0], size=batch_size), optimizer, lr)
+
+        return run
+
+    return prepare
+
+
+def timed_blitz(images_nchw: np.ndarray, labels: np.ndarray, steps: int, batch_size: int,
+                epochs: int = 2, seed: int = 0):
+    """Seed 001's training loop (`blitz_train`, stopped after `steps` mini-batches; 2 epochs
+    when steps covers them). `images_nchw` are float32, already ToTensor + Normalize'd."""
+    trainset = torch.utils.data.TensorDataset(torch.from_numpy(images_nchw),
+                                              torch.from_numpy(labels.astype(np.int64)))
+
+    def prepare():
+        torch.manual_seed(seed)
+        trainloader = torch.utils.data.DataLoader(trainset, batch_size=batch_size, shuffle=True,
+                                                  num_workers=0)
+        net = tutorial_net()
+
+        def run():
+            blitz_train(net, trainloader, epochs, steps=steps, report=_print)
+
+        return run
+
+    return prepare
+
+
+def timed_two_layer(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, epochs: int,
+                    learning_rate: float = 1e-6):
+    """Seed 002's Variable/backward version (`two_layer_autograd`)."""
+    from torch.autograd import Variable
+
+    def prepare():
+        xv = Variable(torch.from_numpy(x), requires_grad=False)
+        yv = Variable(torch.from_numpy(y), requires_grad=False)
+        w1v, w2v = torch.from_numpy(w1.copy()), torch.from_numpy(w2.copy())
+
+        def report(epoch, loss):
+            _print("Epoch:{},Loss:{:.4f}".format(epoch, loss))  # noqa: UP032 (seed)
+
+        def run():
+            two_layer_autograd(xv, yv, w1v, w2v, epochs, learning_rate, report)
+
+        return run
+
+    return prepare
+
+
+def timed_thermometer(n_epochs: int, learning_rate: float = 1e-2):
+    """The book's `training_loop` with the hand-derived gradient (`thermometer_training_loop`),
+    on t_un = 0.1 * t_u (its 5000-epoch run), printing every epoch as the book does."""
+    t_c = torch.tensor(_thermo.T_C)
+    t_un = 0.1 * torch.tensor(_thermo.T_U)
+
+    def report(epoch, params, loss, grad):
+        _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
+
+    def prepare():
+        def run():
+            return thermometer_training_loop(n_epochs, learning_rate, torch.tensor([1.0, 0.0]),
+                                             t_un, t_c, report)
+
+        return run
+
+    return prepare
+
+
+def timed_thermometer_sgd(n_epochs: int, learning_rate: float = 1e-2):
+    """The book's optimizer version (`thermometer_optimizer_loop` with `optim.SGD([params])`),
+    printing every 500 epochs."""
+    t_c = torch.tensor(_thermo.T_C)
+    t_un = 0.1 * torch.tensor(_thermo.T_U)
+
+    def report(epoch, params, loss):
+        if epoch % 500 == 0:
+            _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
+
+    def prepare():
+        params = torch.tensor([1.0, 0.0], requires_grad=True)
+        optimizer = optim.SGD([params], lr=learning_rate)
+
+        def run():
+            return thermometer_optimizer_loop(n_epochs, optimizer, params, t_un, t_c, report)
+
+        return run
+
+    return prepare
+
+
+def sgemm(n: int = 2048) -> Callable[[], object]:
+    """One n x n float32 torch matmul (MKL/oneDNN) as a callable, for the peak-rate timing."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return lambda: a @ b
+
+
+def matmuls(shapes, steps: int) -> Callable[[], None]:
+    """A callable doing torch.mm over `shapes` (one step's (m, k, n, transpose_a, transpose_b),
+    see benchmarks.workloads) `steps` times, into preallocated outputs, nothing else (the Python
+    loop's few microseconds per call included, as in the tutorial's eager step)."""
+    ops = []
+    for m, k, n, ta, tb in shapes:
+        a = torch.randn(k, m).t() if ta else torch.randn(m, k)
+        b = torch.randn(n, k).t() if tb else torch.randn(k, n)
+        ops.append((a, b, torch.empty(m, n)))
+
+    def once():
+        for _ in range(steps):
+            for a, b, out in ops:
+                torch.mm(a, b, out=out)
+
+    return once

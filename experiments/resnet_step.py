@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments import cli
-from jaxnets import optim, resnet, torch_io, train
+from jaxnets import models, optim, resnet, torch_io, train
 from jaxnets.errors import CheckpointError
 
 # What the seed states: it prints nothing ("one simple training step is done"); resnet18's
@@ -187,7 +187,7 @@ def run(config: Config) -> dict:
     tx = optim.sgd(config.lr, momentum=config.momentum)
     state = train.TrainState.create(model.apply, variables["params"], tx,
                                     {"batch_stats": variables["batch_stats"]})
-    num_params = resnet.count_params(state.params)
+    num_params = models.count_params(state.params)
     say(f"[resnet_step] ResNet18 ({num_params:,} parameters) from {source}; input "
         f"rand{(config.batch_size, config.size, config.size, 3)} NHWC, labels "
         f"rand{(config.batch_size, config.num_classes)}; loss = (prediction - labels).sum(); "

@@ -218,19 +218,22 @@ class Conv2d(nn.Module):
         return y
 
 
-def max_pool2d(x: jax.Array, size: int = 2, stride: int | None = None) -> jax.Array:
-    """F.max_pool2d(x, size) on NHWC (stride defaults to size, no padding: floor mode).
+def max_pool2d(x: jax.Array, size: int = 2, stride: int | None = None,
+               padding: int = 0) -> jax.Array:
+    """F.max_pool2d(x, size, stride, padding) on NHWC (stride defaults to size; floor mode).
 
-    Non-overlapping windows (stride == size, the tutorials' pools) are computed as a max over
-    a reshape, with PyTorch's gradient: all of it to the first maximum of each window in
-    row-major order (`lax.reduce_window`'s gradient, a select-and-scatter, does the same but is
-    several times slower on CPU). Other strides use `lax.reduce_window`.
+    Non-overlapping windows (stride == size, no padding: the tutorials' pools) are computed as
+    a max over a reshape, with PyTorch's gradient: all of it to the first maximum of each window
+    in row-major order (`lax.reduce_window`'s gradient, a select-and-scatter, does the same but
+    is several times slower on CPU). Other pools (ResNet's 3x3 stride 2 padding 1) use
+    `lax.reduce_window`, which pads with its init value -inf (never picked), as PyTorch does.
     """
     stride = size if stride is None else stride
     n, h, w, c = x.shape
     ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
-    if stride != size or ho < 1 or wo < 1:
-        return nn.max_pool(x, (size, size), strides=(stride, stride), padding="VALID")
+    if stride != size or padding or ho < 1 or wo < 1:
+        return nn.max_pool(x, (size, size), strides=(stride, stride),
+                           padding=((padding, padding), (padding, padding)))
     return _window_max(x[:, : ho * size, : wo * size].reshape(n, ho, size, wo, size, c))
 
 

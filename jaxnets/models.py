@@ -10,6 +10,7 @@ import functools
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 from jaxnets import layers as L
 from jaxnets.errors import ConfigError
@@ -171,3 +172,8 @@ def torch_repr(model: nn.Module, x: jax.Array, name: str | None = None) -> str:
     else:
         lines = [f"  ({m.name}): {_layer_repr(m, shape)}" for m, shape in calls]
     return "\n".join([f"{name or type(model).__name__}("] + lines + [")"])
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter tree (torch: sum(p.numel() for p in parameters()))."""
+    return int(sum(np.size(p) for p in jax.tree.leaves(params)))

@@ -96,13 +96,6 @@ class Conv(nn.Module):
         return L.conv2d(x, kernel.astype(x.dtype), (self.stride,) * 2, (self.padding,) * 2)
 
 
-def max_pool2d(x: jax.Array, size: int, stride: int, padding: int) -> jax.Array:
-    """F.max_pool2d(x, size, stride, padding) on NHWC: pads with -inf, as PyTorch does."""
-    # nn.max_pool -> lax.reduce_window, which pads with its init value -inf (never picked).
-    return nn.max_pool(x, (size, size), strides=(stride, stride),
-                       padding=((padding, padding), (padding, padding)))
-
-
 class BasicBlock(nn.Module):
     """torchvision's BasicBlock: conv3x3-bn-relu-conv3x3-bn, plus identity or downsample."""
 
@@ -143,7 +136,7 @@ class ResNet18(nn.Module):
                               f"{tuple(x.shape)}{hint}")
         x = Conv(64, 7, 2, 3, name="conv1")(x)
         x = nn.relu(BatchNorm2d(name="bn1")(x, train))
-        x = max_pool2d(x, 3, 2, 1)
+        x = L.max_pool2d(x, 3, 2, 1)
         for i, blocks in enumerate(self.layers):
             planes = 64 * 2**i
             for j in range(blocks):
@@ -211,11 +204,6 @@ def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
         raise CheckpointError(f"bn1.num_batches_tracked has shape {value.shape}, expected a "
                               "scalar; the file is not a torchvision resnet18 state_dict")
     return int(value.reshape(()))
-
-
-def count_params(params: Any) -> int:
-    """Number of scalars in a parameter tree (torch: sum(p.numel() for p in parameters()))."""
-    return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
 
 
 # torchvision's ResNet18_Weights.IMAGENET1K_V1 (= DEFAULT), torchvision/models/resnet.py. The

@@ -16,7 +16,6 @@ import pytest
 import torch
 from loopback import serve
 from safetensors.torch import load_file
-from torch import nn
 
 from experiments import cifar10
 from experiments import pytorch_reference as ref
@@ -157,20 +156,12 @@ def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
     steps = cfg.epochs * STEPS_PER_EPOCH
     idx, _ = sampler.indices(0, steps)   # the shuffled loader's batches, epoch by epoch
 
-    criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9)
-    torch_losses = []
+    batches = [(torch_inputs(train_set.images[idx[i]]),
+                torch.from_numpy(train_set.labels[idx[i]].astype(np.int64))) for i in range(steps)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batch-4 LeNet: threads only contend (30x slower on 2 busy cores)
-    try:
-        for i in range(steps):
-            inputs = torch_inputs(train_set.images[idx[i]])
-            labels = torch.from_numpy(train_set.labels[idx[i]].astype(np.int64))
-            optimizer.zero_grad()
-            loss = criterion(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            torch_losses.append(loss.item())
+    try:  # the tutorial's loop, over all epochs' batches in the sampler's order
+        torch_losses = ref.blitz_train(net, batches, epochs=1, lr=cfg.lr, momentum=0.9)
     finally:
         torch.set_num_threads(threads)
     # float32 rounding differs (XLA vs oneDNN convolutions) and grows slowly over 150 steps.

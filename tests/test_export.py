@@ -88,13 +88,9 @@ def test_a_pytorch_trained_net_comes_in(tmp_path):
     """The other direction: the tutorial's Net, trained in PyTorch and saved with safetensors."""
     torch.manual_seed(0)
     net = Net()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x = images(16, 3)
     t = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).float() / 255.0 - 0.5) / 0.5
-    for _ in range(3):
-        optimizer.zero_grad()
-        nn.CrossEntropyLoss()(net(t), torch.arange(16) % 10).backward()
-        optimizer.step()
+    ref.blitz_train(net, [(t, torch.arange(16) % 10)] * 3, epochs=1, lr=0.01, momentum=0.9)
     path = str(tmp_path / "from_torch.safetensors")
     save_file(net.state_dict(), path)
     params = checkpoint.import_state_dict(path, {"params": cifar10.init_params(

@@ -164,3 +164,97 @@ def test_sgd_rejects_what_torch_rejects(kwargs):
         optim.sgd(0.1, **kwargs)
     with pytest.raises(ValueError):
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, **kwargs)
+
+
+def _run(tx, steps: int = 20):
+    """Params after `steps` updates of tx on fixed random gradients (update jitted, as trained)."""
+    rng = np.random.default_rng(5)
+    params = {"w": jnp.asarray(rng.standard_normal((5, 3)), jnp.float32)}
+    state, update = tx.init(params), jax.jit(tx.update)
+    for _ in range(steps):
+        grads = {"w": jnp.asarray(rng.standard_normal((5, 3)), jnp.float32)}
+        updates, state = update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return np.asarray(params["w"])
+
+
+@pytest.mark.parametrize("kwargs", [s for s in SGD_SETTINGS if not s.get("dampening")], ids=str)
+def test_sgd_without_dampening_is_optax_sgd_bit_for_bit_with_torchs_buffer(kwargs):
+    # optim.sgd hands these settings to optax.sgd: its trace does PyTorch's momentum-buffer
+    # arithmetic exactly (the test above checks it against torch itself to 1e-6; torch fuses
+    # p + (-lr) * g into one multiply-add, which is the last-bit difference left).
+    momentum = kwargs.get("momentum", 0.0)
+    parts = [optax.add_decayed_weights(kwargs["weight_decay"])] if "weight_decay" in kwargs else []
+    if momentum:
+        parts.append(optim.scale_by_torch_momentum(momentum, nesterov=kwargs.get("nesterov", False)))
+    by_hand = optax.chain(*parts, optax.scale_by_learning_rate(0.05))
+    np.testing.assert_array_equal(_run(optim.sgd(0.05, **kwargs)), _run(by_hand))
+
+
+class _NeverZeroed:
+    """Seed 000's update as a torch 'optimizer': backward adds into .grad, nothing zeroes it."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr, self.grad_sum = params, lr, [torch.zeros_like(p) for p in params]
+
+    def step(self):
+        with torch.no_grad():
+            for p, acc in zip(self.params, self.grad_sum, strict=True):
+                acc += p.grad  # what the next backward() does to a .grad nobody zeroed
+                p -= self.lr * acc  # the seed's `w1 -= lr * w1.grad`
+
+
+def test_seed_sgd_is_optax_sgd_momentum_one_and_bit_identical_to_the_seed():
+    diffs = _step_by_step(optim.seed_sgd(1e-3), lambda ps: _NeverZeroed(ps, 1e-3), steps=20)
+    assert max(diffs) == 0.0, diffs
+    a, b = optim.seed_sgd(0.5), optax.sgd(0.5, momentum=1.0)
+    params = {"w": jnp.ones(3)}
+    assert jax.tree.structure(a.init(params)) == jax.tree.structure(b.init(params))
+
+
+def test_adam_schedule_is_evaluated_at_each_step_as_torch_lr_scheduler_does():
+    # torch: a LambdaLR sets param_group["lr"] before each step; optax calls schedule(step).
+    schedule = lambda step: 1e-2 * 0.5 ** step
+    diffs = _step_by_step(
+        optim.adam(schedule),
+        lambda ps: _Scheduled(torch.optim.Adam(ps, lr=1e-2), lambda s: 0.5 ** s), steps=8)
+    assert max(diffs) < 1e-6, diffs
+    # A constant schedule is bit-identical to the float (lr folded in the same way).
+    const = _step_by_step(optim.adam(lambda step: 1e-2), lambda ps: torch.optim.Adam(ps, lr=1e-2))
+    assert const == _step_by_step(optim.adam(1e-2), lambda ps: torch.optim.Adam(ps, lr=1e-2))
+
+
+def test_sgd_schedule_matches_torch_lr_scheduler():
+    schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.7)
+    diffs = _step_by_step(
+        optim.sgd(schedule, momentum=0.9, dampening=0.3),
+        lambda ps: _Scheduled(torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3),
+                              lambda s: 0.7 ** s), steps=8)
+    assert max(diffs) < 1e-6, diffs
+
+
+class _Scheduled:
+    """A torch optimizer stepped through torch.optim.lr_scheduler.LambdaLR."""
+
+    def __init__(self, opt, factor):
+        self.opt, self.sched = opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def step(self):
+        self.opt.step()
+        self.sched.step()
+
+
+def test_by_name_builds_each_optimizer_and_names_what_is_wrong():
+    assert set(optim.OPTIMIZERS) == {"sgd", "seed_sgd", "adam"}
+    diffs = _step_by_step(optim.by_name("sgd", 0.05, momentum=0.9, nesterov=True),
+                          lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True))
+    assert max(diffs) < 1e-6
+    diffs = _step_by_step(optim.by_name("adam", 1e-2, b2=0.99),
+                          lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.9, 0.99)))
+    assert max(diffs) < 1e-6
+    with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, seed_sgd, adam, got 'rms'"):
+        optim.by_name("rms", 0.1)
+    with pytest.raises(ConfigError, match=r"optimizer 'adam' does not take momentum"):
+        optim.by_name("adam", 0.1, momentum=0.9)
+    with pytest.raises(ConfigError, match="learning_rate must be >= 0"):
+        optim.by_name("seed_sgd", -1.0)

@@ -10,30 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from experiments import lenet as E
+from experiments import pytorch_reference
 from jaxnets import losses, torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import LeNet
 
-
-class Net(nn.Module):
-    """Seed 001's Net, with the input channels as a parameter (3 for the CIFAR-10 version)."""
-
-    def __init__(self, channels: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, input):
-        s2 = F.max_pool2d(F.relu(self.conv1(input)), (2, 2))
-        s4 = F.max_pool2d(F.relu(self.conv2(s2)), 2)
-        s4 = torch.flatten(s4, 1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(s4)))))
+Net = pytorch_reference.neural_networks_net  # seed 001's Net; Net(3) for CIFAR-10's channels
 
 
 def _nhwc(t: torch.Tensor) -> jax.Array:
@@ -61,29 +45,7 @@ def walkthrough(tmp_path_factory):
     input = torch.randn(1, 1, 32, 32)
     v = torch.randn(1, 10)
     target = torch.randn(10).view(1, -1)
-    ref = {"structure": str(net)}
-    net.zero_grad()
-    out = net(input)
-    ref["output"] = out.detach().numpy()[0]
-    out.backward(v)
-    ref["vjp_conv1_bias_grad"] = net.conv1.bias.grad.numpy().copy()
-    criterion = nn.MSELoss()
-    loss = criterion(net(input), target)
-    ref["mse_loss"] = loss.item()
-    net.zero_grad()
-    ref["conv1_bias_grad_before"] = net.conv1.bias.grad  # None since PyTorch 2.0
-    loss.backward()
-    ref["grads"] = _torch_grads(net)
-    learning_rate = 0.01
-    for f in net.parameters():
-        f.data.sub_(f.grad.data * learning_rate)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    optimizer.zero_grad()
-    loss = criterion(net(input), target)
-    ref["optimizer_step_loss_before"] = loss.item()
-    loss.backward()
-    optimizer.step()
-    ref["optimizer_step_loss_after"] = criterion(net(input), target).item()
+    ref = pytorch_reference.neural_networks_walkthrough(net, input, v, target)
 
     start = {"params": params, "input": _nhwc(input), "v": jnp.asarray(v.numpy()),
              "target": jnp.asarray(target.numpy())}

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from experiments import linear_classifier as E
+from experiments import pytorch_reference
 from jaxnets import torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import LinearClassifier
@@ -19,16 +19,7 @@ from jaxnets.models import LinearClassifier
 N_TRAIN, N_TEST, EPOCHS, BATCH = 1000, 500, 3, 64  # 16 steps an epoch, the last one of 40
 
 
-class TorchLinearClassifier(nn.Module):
-    """The seed's model, verbatim."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.fc1 = nn.Linear(28 * 28, num_classes)
-
-    def forward(self, x):
-        out = x.reshape(x.size(0), -1)
-        return self.fc1(out)
+TorchLinearClassifier = pytorch_reference.LinearClassifier  # the seed's model, verbatim
 
 
 def _subset(ds, n):
@@ -58,16 +49,9 @@ def both(fashion, tmp_path_factory):
     x, y = _torch_inputs(train_set.images), torch.tensor(train_set.labels, dtype=torch.long)
     sampler = E.make_sampler(config, N_TRAIN)
     idx, mask = sampler.indices(0, EPOCHS * sampler.steps_per_epoch)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(ref.parameters(), lr=0.001, momentum=0.9)
-    losses = []
-    for i, m in zip(idx, mask):
-        b = torch.tensor(i[m], dtype=torch.long)
-        optimizer.zero_grad()
-        loss = criterion(ref(x[b]), y[b])
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    batches = [(x[b], y[b]) for b in (torch.tensor(i[m], dtype=torch.long)
+                                      for i, m in zip(idx, mask))]
+    losses = pytorch_reference.blitz_train(ref, batches, epochs=1, lr=0.001, momentum=0.9)
     with torch.no_grad():
         logits = ref(_torch_inputs(test_set.images)).numpy()
     torch_acc = float((logits.argmax(1) == test_set.labels).mean())

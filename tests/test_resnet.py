@@ -16,69 +16,12 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from experiments import resnet_step
-from jaxnets import resnet, torch_io
+from experiments import pytorch_reference, resnet_step
+from jaxnets import layers as L
+from jaxnets import models, resnet, torch_io
 from jaxnets.errors import CheckpointError, ConfigError
 
-# --- reference: torchvision.models.resnet18, same module names, same init --------------------
-
-class BasicBlock(tnn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.relu = tnn.ReLU(inplace=True)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        return self.relu(out + identity)
-
-
-class RefResNet18(tnn.Module):
-    def __init__(self, num_classes: int = 1000):
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = tnn.BatchNorm2d(64)
-        self.relu = tnn.ReLU(inplace=True)
-        self.maxpool = tnn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(64, 2)
-        self.layer2 = self._make_layer(128, 2, stride=2)
-        self.layer3 = self._make_layer(256, 2, stride=2)
-        self.layer4 = self._make_layer(512, 2, stride=2)
-        self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-        self.fc = tnn.Linear(512, num_classes)
-        for m in self.modules():  # torchvision's ResNet.__init__
-            if isinstance(m, tnn.Conv2d):
-                tnn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, tnn.BatchNorm2d):
-                tnn.init.constant_(m.weight, 1)
-                tnn.init.constant_(m.bias, 0)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int = 1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = tnn.Sequential(tnn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
-                                        tnn.BatchNorm2d(planes))
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes
-        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
-        return tnn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+RefResNet18 = pytorch_reference.ResNet18  # torchvision's resnet18, same module names and init
 
 
 def _numpy(sd) -> dict[str, np.ndarray]:
@@ -125,14 +68,11 @@ def ref(tmp_path_factory):
     with torch.no_grad():
         out["logits_eval"] = model(x).numpy()
     model.train()  # the seed's model: a fresh torchvision module is in training mode
-    prediction = model(x)
-    loss = (prediction - labels).sum()
-    loss.backward()
+    prediction, loss = pytorch_reference.resnet18_seed_step(model, x, labels)
     out["logits_train"] = prediction.detach().numpy()
     out["loss_before"] = loss.item()
+    # SGD leaves .grad as backward left it: these are the step's gradients
     out["grads"] = {n: p.grad.detach().clone().numpy() for n, p in model.named_parameters()}
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
-    opt.step()
     out["sd1"] = _numpy(model.state_dict())  # post-step weights + running stats of the forward
     with torch.no_grad():
         out["loss_after"] = float((model(x) - labels).sum())
@@ -146,7 +86,7 @@ def test_state_dict_keys_shapes_and_param_count_match_torchvision():
     assert sorted(ours) == sorted(theirs)
     assert {k: tuple(v.shape) for k, v in ours.items()} == \
         {k: tuple(v.shape) for k, v in theirs.items()}
-    assert resnet.count_params(template["params"]) == resnet.NUM_PARAMS_RESNET18 == \
+    assert models.count_params(template["params"]) == resnet.NUM_PARAMS_RESNET18 == \
         sum(p.numel() for p in RefResNet18().parameters())
     assert resnet.torch_rename("layer2_0.downsample_1") == "layer2.0.downsample.1"
 
@@ -189,7 +129,7 @@ def test_batchnorm_matches_torch_momentum_and_unbiased_running_var():
 
 def test_max_pool_pads_with_minus_inf_like_torch():
     x = -np.abs(np.random.default_rng(1).normal(size=(1, 7, 7, 2))).astype(np.float32) - 1.0
-    ours = np.asarray(resnet.max_pool2d(jnp.asarray(x), 3, 2, 1))
+    ours = np.asarray(L.max_pool2d(jnp.asarray(x), 3, 2, 1))
     theirs = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 3, 2, 1).numpy()
     np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))
 

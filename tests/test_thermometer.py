@@ -26,16 +26,7 @@ torch_training_loop = ref.thermometer_loop
 
 
 def torch_optimizer_loop(optimizer_cls, lr, n_epochs, t_u):
-    params = torch.tensor([1.0, 0.0], requires_grad=True)
-    optimizer = optimizer_cls([params], lr=lr)
-    losses = []
-    for _ in range(n_epochs):
-        loss = loss_fn(model(t_u, *params), T_C)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return params.detach().numpy(), np.array(losses, np.float32)
+    return ref.thermometer_optimizer_fit(optimizer_cls, lr, n_epochs, t_u, T_C)
 
 
 @pytest.fixture(scope="module")

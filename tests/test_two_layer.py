@@ -110,14 +110,9 @@ def test_sequential_torch_init_matches_torch(result):
                               torch.nn.Linear(100, 10))
     sd = torch_io.to_state_dict({"params": state.params}, rename=sequential_rename)
     ref.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
-    opt = torch.optim.SGD(ref.parameters(), lr=1e-6)
-    out = []
-    for _ in range(EPOCHS):
-        loss = (ref(start["x"]) - start["y"]).pow(2).sum()
-        out.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    out = torch_reference.blitz_train(ref, [(start["x"], start["y"])] * EPOCHS, epochs=1,
+                                      lr=1e-6, momentum=0.0,
+                                      criterion=lambda pred, y: (pred - y).pow(2).sum())
     np.testing.assert_allclose(m["losses"]["sequential_torch_init"], out, rtol=1e-5)
 
 
