@@ -127,9 +127,10 @@ def check_fields(config: Any) -> None:
 
 def check_positive(config: Any, *names: str) -> None:
     """ConfigError unless each named field is >= 1 (ints) or a finite number > 0 (floats)."""
+    types = {f.name: _field_type(f)[0] for f in dataclasses.fields(config)}
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, int):
+        if types[name] is int:
             check(value >= 1, name, f"must be at least 1, got {value}")
         else:
             check(math.isfinite(value) and value > 0, name,

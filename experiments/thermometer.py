@@ -23,11 +23,34 @@ import dataclasses
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    epochs: int = cli.arg(100, "epochs of the seed's training_loop")
+    lr: float = cli.arg(1e-4, "its learning rate")
+    norm_epochs: int = cli.arg(5000, "epochs on the normalised t_un, hand loop and optax SGD")
+    norm_lr: float = cli.arg(1e-2, "their learning rate")
+    adam_epochs: int = cli.arg(2000, "epochs of Adam on the raw t_u")
+    adam_lr: float = cli.arg(1e-1, "Adam's learning rate")
+    delta: float = cli.arg(0.1, "finite-difference step")
+    out: str = cli.out("thermometer")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_positive(self, "epochs", "norm_epochs", "adam_epochs", "lr", "norm_lr",
+                           "adam_lr", "delta")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import cli
 from jaxnets import optim, plots
 from jaxnets import thermometer as thermo
 
@@ -48,28 +71,6 @@ TUTORIAL = {
     "sgd_params": [5.3671, -17.3012],
     "adam_params": [0.5367, -17.3021],
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    epochs: int = 100          # the seed's training_loop
-    lr: float = 1e-4
-    norm_epochs: int = 5000    # the book's normalised-input run (also optax SGD)
-    norm_lr: float = 1e-2
-    adam_epochs: int = 2000    # the book's Adam run on the raw t_u
-    adam_lr: float = 1e-1
-    delta: float = 0.1         # finite-difference step
-    out: str = "runs/thermometer"
-    progress: bool = True      # print
-
-    def __post_init__(self):
-        for name in ("epochs", "norm_epochs", "adam_epochs"):
-            value = getattr(self, name)
-            cli.check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("lr", "norm_lr", "adam_lr", "delta"):
-            value = getattr(self, name)
-            cli.check(np.isfinite(value) and value > 0,
-                      f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
 
 def fmt(v) -> str:
@@ -115,7 +116,8 @@ def fit_plot(t_u, t_c, params, scale: float, path: str) -> str:
 
 def run(config: Config) -> dict:
     """Run the chapter's steps; returns the metrics written to metrics.json."""
-    say = print if config.progress else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     t_c, t_u = thermo.data()
     w, b = jnp.ones(()), jnp.zeros(())
     p0 = jnp.array([1.0, 0.0])
@@ -216,39 +218,15 @@ def run(config: Config) -> dict:
     if config.adam_epochs == 2000 and config.adam_lr == 1e-1:
         rows.append(("Adam params", book + fmt(TUTORIAL["adam_params"]), fmt(adam_params)))
     say("")
-    say(cli.comparison(rows, title="seed 003 vs. jaxnets (float32; the last digit may differ: "
-                                   "summation order)"))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')}, {metrics['plots'][0]} and "
-        f"{metrics['plots'][1]}")
+    report.compare(rows, title="seed 003 vs. jaxnets (float32; the last digit may differ: "
+                               "summation order)")
+    report.wrote(os.path.join(config.out, "metrics.json"), *metrics["plots"])
     return metrics
 
 
-def build_parser():
-    p = cli.parser("thermometer", __doc__)
-    p.add_argument("--epochs", type=cli.positive_int, default=100,
-                   help="epochs of the seed's training_loop (100)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-4,
-                   help="its learning rate (1e-4)")
-    p.add_argument("--norm-epochs", type=cli.positive_int, default=5000,
-                   help="epochs on the normalised t_un, hand loop and optax SGD (5000)")
-    p.add_argument("--norm-lr", type=cli.positive_float, default=1e-2,
-                   help="their learning rate (1e-2)")
-    p.add_argument("--adam-epochs", type=cli.positive_int, default=2000,
-                   help="epochs of Adam on the raw t_u (2000)")
-    p.add_argument("--adam-lr", type=cli.positive_float, default=1e-1,
-                   help="Adam's learning rate (1e-1)")
-    cli.add_out(p, "runs/thermometer")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(epochs=args.epochs, lr=args.lr, norm_epochs=args.norm_epochs,
-                  norm_lr=args.norm_lr, adam_epochs=args.adam_epochs, adam_lr=args.adam_lr,
-                  out=args.out)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":
