@@ -220,7 +220,8 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
     p = _Parser(prog=prog(config_cls), description=doc, formatter_class=_Formatter)
     groups: dict[str | None, Any] = {None: p}
     for f in [*dataclasses.fields(config_cls), *dataclasses.fields(Common)]:
-        meta = f.metadata
+        meta = dict(f.metadata)
+        meta["help"] = (meta.get("help") or "").replace("%", "%%")  # argparse %-formats help
         group = meta.get("group")
         if group not in groups:
             groups[group] = p.add_argument_group(group)
@@ -234,7 +235,10 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
                               "help": meta.get("help"), "metavar": meta.get("metavar")}
         if meta.get("choices") is not None:
             kw["choices"] = meta["choices"]
-            kw["metavar"] = kw["metavar"] or "{" + ",".join(map(str, meta["choices"])) + "}"
+            if kw["metavar"]:  # the usage line shows the metavar, so the help lists them
+                kw["help"] += f" (one of: {', '.join(map(str, meta['choices']))})"
+            else:
+                kw["metavar"] = "{" + ",".join(map(str, meta["choices"])) + "}"
         if many:
             kw["nargs"] = "+"
         g.add_argument(option_strings(f), **kw)
@@ -279,7 +283,7 @@ def answer_early(config_cls: type, doc: str | None) -> None:
 
 def _usage_error(config_cls: type, e: Exception) -> int:
     text = describe(e) if isinstance(e, JaxnetsError) else str(e)
-    print(f"{prog(config_cls)}: error: {text} (see --help)", file=sys.stderr)
+    print(f"{prog(config_cls)}: error: {text}", file=sys.stderr)
     return 2
 
 

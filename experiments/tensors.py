@@ -15,7 +15,7 @@ Randomness takes explicit keys: section NAME uses `fold_in(key(--seed), crc32(NA
 section prints the same numbers alone or in the full tour. Writes metrics.json (each section's
 values) and the arrays saved by the `save` section into --out.
 
-The tour machinery (`Section`, `run_tour`, `tour_parser`) is in `experiments.tour`.
+The tour machinery (`Section`, `run_tour`) is in `experiments.tour`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,32 @@ import io
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    section: str | None = cli.arg(None, "run one section only (names: --list)", metavar="NAME")
+    list: bool = cli.arg(False, "list the sections and the snippets they mirror, and exit")
+    seed: int = cli.seed()
+    out: str = cli.out("tensors")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        # SECTIONS is defined below the imports that answer_early runs before, so an unknown
+        # --section is reported when main builds the Config again, after them.
+        if "SECTIONS" in globals():
+            check_section(self.section, SECTIONS)
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli
 from experiments.tour import (
     Context,
     Section,
@@ -38,7 +59,6 @@ from experiments.tour import (
     run_tour,
     show,
     text,
-    tour_parser,
 )
 
 # --- dtypes --------------------------------------------------------------------------------------
@@ -421,34 +441,15 @@ SECTIONS: tuple[Section, ...] = (
 # --- the experiment ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    section: str | None = None   # None: every section
-    list: bool = False           # only list the sections
-    seed: int = 0
-    out: str = "runs/tensors"
-    progress: bool = True        # print the tour
-
-    def __post_init__(self):
-        check_section(self.section, SECTIONS)
-
-
 def run(config: Config) -> dict:
     """Run the chosen sections; returns {section name: values} (also in metrics.json)."""
     return run_tour("tensors", SECTIONS, section=config.section, list_only=config.list,
-                    seed=config.seed, out=config.out, progress=config.progress)
-
-
-def build_parser():
-    return tour_parser("tensors", __doc__, SECTIONS)
-
-
-def to_config(args) -> Config:
-    return Config(section=args.section, list=args.list, seed=args.seed, out=args.out)
+                    seed=config.seed, out=config.out, progress=not config.quiet)
 
 
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

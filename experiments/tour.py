@@ -2,8 +2,8 @@
 
 A tour is an ordered table of `Section`s; each section's `fn(ctx) -> (values, text)` runs the JAX
 counterpart of one PyTorch snippet. `run_tour` prints the chosen sections under headings naming
-the snippet and writes their values to metrics.json; `--section NAME` and `--list` come from
-`tour_parser`. Tests call a section with `call`.
+the snippet and writes their values to metrics.json; `--section NAME` and `--list` are
+fields of each tour's Config. Tests call a section with `call`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def section_key(seed: int, name: str) -> jax.Array:
 def check_section(section: str | None, sections: Sequence[Section]) -> None:
     """ConfigError unless section is None or one of the table's names."""
     names = [s.name for s in sections]
-    cli.check(section is None or section in names,
-              f"unknown --section {section!r}; choose one of: {', '.join(names)} (see --list)")
+    cli.check(section is None or section in names, "section",
+              f"unknown section {section!r}; choose one of: {', '.join(names)} (see --list)")
 
 
 def call(section: Section, seed: int = 0, out: str = "runs/tour") -> tuple[dict, str]:
@@ -79,16 +79,6 @@ def run_tour(name: str, sections: Sequence[Section], *, section: str | None, lis
                           {"experiment": name, "seed": seed, "sections": results})
     say(f"wrote {path}")
     return results
-
-
-def tour_parser(name: str, doc: str | None, sections: Sequence[Section]):
-    p = cli.parser(name, doc)
-    p.add_argument("--section", default=None, metavar="NAME",
-                   help="run one section only: " + ", ".join(s.name for s in sections))
-    p.add_argument("--list", action="store_true", help="list the sections and exit")
-    cli.add_seed(p)
-    cli.add_out(p, f"runs/{name}")
-    return p
 
 
 def show(code: str, value: Any) -> str:

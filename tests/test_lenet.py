@@ -171,5 +171,5 @@ def test_state_dict_round_trip():
 
 
 def test_bad_config():
-    with pytest.raises(ConfigError, match="--channels"):
+    with pytest.raises(ConfigError, match="channels"):
         E.Config(channels=0)
