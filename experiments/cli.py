@@ -374,7 +374,7 @@ class CompileCache:
         """One line: whether the run used the cache."""
         if self.directory is None:
             return "compile cache: off"
-        return (f"compile cache: {self.hits} programs loaded, {self.writes} compiled and saved "
+        return (f"compile cache: {self.hits} loaded, {self.writes} compiled and saved "
                 f"({self.directory})")
 
 
