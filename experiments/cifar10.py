@@ -191,7 +191,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
         run_steps = make_run_steps(state.apply_fn, mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
                                   chunk_size=ckpt.chunk_size(config.print_every),
-                                  progress=config.progress, desc="cifar10", on_chunk=on_chunk,
+                                  progress=config.progress and not config.quiet,
+                                  desc="cifar10", on_chunk=on_chunk,
                                   mesh=mesh)
         ckpt.finish(state)
         history = ckpt.metrics(result["metrics"])

@@ -33,7 +33,7 @@ from jaxnets.errors import ConfigError, JaxnetsError
 
 
 def flag(param: str) -> str:
-    """The command-line flag of a Config field or library parameter: `batch_size` -> `--batch-size`."""
+    """The flag of a Config field or library parameter: `batch_size` -> `--batch-size`."""
     return "--" + param.replace("_", "-")
 
 
@@ -179,7 +179,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, True, ()) and action.default is not argparse.SUPPRESS:
+        if action.default not in (None, False, True, (), argparse.SUPPRESS):
             text += f" (default {action.default})"
         return text
 

@@ -158,7 +158,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     state, result = train.fit(state, run_steps, device_data, sampler,
                               config.epochs * steps_per_epoch, step_key,
                               chunk_size=ckpt.chunk_size(steps_per_epoch),
-                              progress=config.progress, desc="linear_classifier",
+                              progress=config.progress and not config.quiet,
+                              desc="linear_classifier",
                               on_chunk=on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]  # all steps, also those before a resume

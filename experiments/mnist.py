@@ -173,7 +173,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         report.say(ckpt.status)
     state, result = train.fit(state, run_steps, device_data, order, config.steps, train_key,
                               chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
-                              progress=config.progress, desc=f"mnist/{config.optimizer}",
+                              progress=config.progress and not config.quiet,
+                              desc=f"mnist/{config.optimizer}",
                               on_chunk=ckpt.on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]    # all steps, also those before a resume

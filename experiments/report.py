@@ -363,7 +363,8 @@ def run(config: Config) -> dict:
     rows: list[Row] = []
     runs: dict[str, dict] = {}
     say = cli.Reporter(config.quiet).say
-    bar = tqdm(names, desc="report", disable=None if config.progress else True, leave=False)
+    bar = tqdm(names, desc="report", leave=False,
+               disable=None if config.progress and not config.quiet else True)
     for name in bar:
         bar.set_postfix_str(name)
         r, info = run_one(name, config)
