@@ -39,7 +39,10 @@ def flag(param: str) -> str:
 
 def arg(default: Any, help: str, *, choices: Sequence[Any] | None = None,
         metavar: str | None = None, group: str | None = None) -> Any:
-    """A Config field with its flag's help text (and fixed choices, if any) in its metadata."""
+    """A Config field with its flag's help text (and fixed choices, if any) in its metadata.
+
+    `help` says what the flag does; for a bool that defaults to True the flag is
+    `--no-<name>`, and `help` says what turning it off does."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": None if choices is None else tuple(choices),
         "metavar": metavar, "group": group})
@@ -56,7 +59,7 @@ def out(name: str) -> Any:
 
 
 def progress() -> Any:
-    return arg(True, "show progress bars (--no-progress: no bars, everything else printed)")
+    return arg(True, "no progress bars (everything else is printed)")
 
 
 def quiet() -> Any:
@@ -179,8 +182,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, True, (), argparse.SUPPRESS):
-            text += f" (default {action.default})"
+        d = action.default  # (identity checks: 0 == False and 1 == True)
+        if not (d is None or isinstance(d, bool) or d == () or d is argparse.SUPPRESS):
+            text += f" (default {d})"
         return text
 
 
@@ -249,9 +253,10 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
 class Common:
     """Options of the process, not of the experiment (never part of a Config or checkpoint)."""
 
-    compile_cache: bool = arg(True, "use JAX's persistent compilation cache (default on, in "
-                                    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/jaxnets/jax; "
-                                    "JAXNETS_COMPILE_CACHE=0 turns it off too)")
+    compile_cache: bool = arg(True, "do not use JAX's persistent compilation cache (on by "
+                                    "default, in $JAX_COMPILATION_CACHE_DIR or "
+                                    "~/.cache/jaxnets/jax; JAXNETS_COMPILE_CACHE=0 also turns "
+                                    "it off)")
 
 
 def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None

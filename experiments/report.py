@@ -37,8 +37,7 @@ class Config:
                                          "(otherwise the usual search order)")
     cifar_data_dir: str | None = cli.arg(None, "folder with CIFAR-10's binary version, if you "
                                                "have it")
-    torch: bool = cli.arg(True, "measure PyTorch's figures where torch is installed "
-                                "(--no-torch: do not)")
+    torch: bool = cli.arg(True, "do not measure PyTorch's figures even if torch is installed")
     only: tuple[str, ...] = cli.arg((), "run only these experiments", choices=NAMES,
                                     metavar="NAME")
     progress: bool = cli.progress()
