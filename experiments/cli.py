@@ -214,7 +214,7 @@ def prog(config_cls: type) -> str:
     return f"python -m {module}"
 
 
-def option_strings(f: dataclasses.Field) -> str:
+def option(f: dataclasses.Field) -> str:
     """The flag of a field: `--name`, or `--no-name` for a bool that defaults to True."""
     return flag(("no_" if f.default is True else "") + f.name)
 
@@ -232,7 +232,7 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
         g = groups[group]
         kind, many = _field_type(f)
         if kind is bool:
-            g.add_argument(option_strings(f), dest=f.name, default=f.default, help=meta.get("help"),
+            g.add_argument(option(f), dest=f.name, default=f.default, help=meta.get("help"),
                            action="store_false" if f.default else "store_true")
             continue
         kw: dict[str, Any] = {"dest": f.name, "default": f.default, "type": kind,
@@ -245,7 +245,7 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
                 kw["metavar"] = "{" + ",".join(map(str, meta["choices"])) + "}"
         if many:
             kw["nargs"] = "+"
-        g.add_argument(option_strings(f), **kw)
+        g.add_argument(option(f), **kw)
     return p
 
 
