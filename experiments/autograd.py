@@ -31,13 +31,34 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    section: str | None = cli.arg(None, "run one section only (names: --list)", metavar="NAME")
+    list: bool = cli.arg(False, "list the sections and the snippets they mirror, and exit")
+    seed: int = cli.seed()
+    out: str = cli.out("autograd")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        # SECTIONS is defined below the imports that answer_early runs before, so an unknown
+        # --section is reported when main builds the Config again, after them.
+        if "SECTIONS" in globals():
+            check_section(self.section, SECTIONS)
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import cli
-from experiments.tour import Section, check_section, run_tour, tour_parser
+from experiments.tour import Section, check_section, run_tour
 
 V = [0.1, 1.0, 0.0001]  # seed 002's `v` for y.backward(v)
 
@@ -281,34 +302,15 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    section: str | None = None   # None: every section
-    list: bool = False           # only list the sections
-    seed: int = 0
-    out: str = "runs/autograd"
-    progress: bool = True        # print the tour
-
-    def __post_init__(self):
-        check_section(self.section, SECTIONS)
-
-
 def run(config: Config) -> dict:
     """Run the chosen sections; returns {section name: values} (also in metrics.json)."""
     return run_tour("autograd", SECTIONS, section=config.section, list_only=config.list,
-                    seed=config.seed, out=config.out, progress=config.progress)
-
-
-def build_parser():
-    return tour_parser("autograd", __doc__, SECTIONS)
-
-
-def to_config(args) -> Config:
-    return Config(section=args.section, list=args.list, seed=args.seed, out=args.out)
+                    seed=config.seed, out=config.out, progress=not config.quiet)
 
 
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

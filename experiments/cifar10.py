@@ -26,11 +26,50 @@ import dataclasses
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str | None = cli.arg(None, "folder with CIFAR-10's binary version "
+                                         "(cifar-10-batches-bin or cifar-10-binary.tar.gz); "
+                                         "default: the tensorflow-datasets cache or download")
+    epochs: int = cli.arg(2, "epochs")
+    batch_size: int = cli.arg(4, "batch size")
+    lr: float = cli.arg(1e-3, "learning rate")
+    momentum: float = cli.arg(0.9, "SGD momentum, in [0, 1)")
+    seed: int = cli.seed()
+    print_every: int = cli.arg(2000, "mini-batches per running-loss print (the tutorial's "
+                                     "`if i % 2000 == 1999`)")
+    weights: str | None = cli.arg(None, "skip training: test this state_dict (.safetensors, or "
+                                        "a PyTorch .pth)")
+    out: str = cli.out("cifar10")
+    progress: bool = cli.progress()
+    checkpoint_dir: str | None = cli.checkpoint_dir()
+    resume: bool = cli.resume()
+    checkpoint_every: int = cli.checkpoint_every(2000)
+    devices: int = cli.devices()
+    keep_checkpoints: int = cli.keep_checkpoints()
+    quiet: bool = cli.quiet()
+    coordinator: str | None = cli.coordinator()
+    num_processes: int | None = cli.num_processes()
+    process_id: int | None = cli.process_id()
+
+    def __post_init__(self):
+        cli.check_fields(self)
+        cli.check_positive(self, "epochs", "batch_size", "lr", "print_every")
+        cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        cli.check_devices(self)
+        cli.check_checkpoint(self)
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli
 from jaxnets import checkpoint, models, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
@@ -40,35 +79,6 @@ MEAN = STD = (0.5, 0.5, 0.5)
 PARAMETERS = 62_006
 TUTORIAL = {"loss_first": "about 2.2", "loss_last": "about 1.3",
             "accuracy": "54 % (the seed: above 10 % beats chance)"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    data_dir: str | None = None
-    epochs: int = 2
-    batch_size: int = 4
-    lr: float = 1e-3
-    momentum: float = 0.9
-    seed: int = 0
-    print_every: int = 2000          # the tutorial's `if i % 2000 == 1999`
-    weights: str | None = None       # a saved state_dict to test instead of training
-    out: str = "runs/cifar10"
-    progress: bool = True
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    checkpoint_every: int = 2000
-    devices: int = 1                 # data parallel over this many devices (--devices)
-    keep_checkpoints: int = 3
-
-    def __post_init__(self):
-        cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check_devices(self.batch_size, self.devices)
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
-        cli.check(self.print_every >= 1, f"--print-every must be at least 1, got "
-                                         f"{self.print_every}")
-        cli.check_checkpoint(self)
 
 
 # The tutorial's transform, applied inside the jitted step to uint8 NHWC images.
@@ -136,13 +146,14 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
       config: the run's settings.
       data: (train, test) CIFAR-10-shaped datasets; loaded through the data layer when None.
     """
+    report = cli.Reporter(config.quiet)
     train_set, test_set = load_data(config) if data is None else data
     classes = train_set.class_names
     os.makedirs(config.out, exist_ok=True)
     init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     state = init_state(config, init_key)
     n_params = models.count_params(state.params)
-    print(f"[cifar10] {len(train_set)} train / {len(test_set)} test images from "
+    report.say(f"[cifar10] {len(train_set)} train / {len(test_set)} test images from "
           f"{train_set.source}; LeNet with {n_params:,} parameters; batch {config.batch_size}, "
           f"SGD lr {config.lr} momentum {config.momentum}, {config.epochs} epochs")
 
@@ -152,7 +163,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     grid_train = plots.image_grid(unnormalize(train_set.images[first]),
                                   os.path.join(config.out, "train_images.png"),
                                   labels=[classes[j] for j in train_set.labels[first]])
-    print(" ".join(f"{classes[j]:5s}" for j in train_set.labels[first]))
+    report.say(" ".join(f"{classes[j]:5s}" for j in train_set.labels[first]))
 
     path = os.path.join(config.out, "cifar_net.safetensors")
     result, history, resumed_step, prints = None, {}, 0, []
@@ -162,7 +173,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
         ckpt = checkpoint.Checkpoints.for_run(config, harmless={"print_every"})
         state, train_key = ckpt.resume_or_start(state, train_key)
         if ckpt.status:
-            print(ckpt.status)
+            report.say(ckpt.status)
         resumed_step = ckpt.resumed_step
         seen = list(ckpt.metrics().get("loss", []))   # losses before a resume, for the windows
 
@@ -173,18 +184,19 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
             for epoch, i, value in running_losses(np.asarray(seen), spe, config.print_every,
                                                   start):
                 prints.append((epoch, i, value))
-                print(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
+                report.say(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
 
         mesh = cli.device_mesh(config.devices)  # None: one device
         device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
         run_steps = make_run_steps(state.apply_fn, mesh)
         state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
                                   chunk_size=ckpt.chunk_size(config.print_every),
-                                  progress=config.progress, desc="cifar10", on_chunk=on_chunk,
+                                  progress=config.progress and not config.quiet,
+                                  desc="cifar10", on_chunk=on_chunk,
                                   mesh=mesh)
         ckpt.finish(state)
         history = ckpt.metrics(result["metrics"])
-        print("Finished Training")
+        report.say("Finished Training")
         # PATH = './cifar_net.pth'; torch.save(net.state_dict(), PATH): safetensors, not pickle.
         checkpoint.export_state_dict(path, {"params": state.params})
         weights = path
@@ -196,7 +208,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     grid_test = plots.image_grid(unnormalize(test_set.images[head]),
                                  os.path.join(config.out, "test_images.png"),
                                  labels=[classes[j] for j in test_set.labels[head]])
-    print("GroundTruth: ", " ".join(f"{classes[test_set.labels[j]]:5s}" for j in head))
+    report.say("GroundTruth: ", " ".join(f"{classes[test_set.labels[j]]:5s}" for j in head))
 
     # net = Net(); net.load_state_dict(torch.load(PATH, weights_only=True))
     fresh = init_state(config, jax.random.key(config.seed + 1))
@@ -204,7 +216,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     net = fresh.replace(params=variables["params"])
     evaluation = train.evaluate(net, test_set.images, test_set.labels, preprocess)
     predicted = M.predictions(evaluation["logits"])
-    print("Predicted: ", " ".join(f"{classes[predicted[j]]:5s}" for j in head))
+    report.say("Predicted: ", " ".join(f"{classes[predicted[j]]:5s}" for j in head))
 
     correct = int((predicted == test_set.labels).sum())
     total = len(test_set)
@@ -241,7 +253,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     all_prints = running_losses(history["loss"], sampler.steps_per_epoch,
                                 config.print_every) if history.get("loss") is not None else []
-    print(cli.comparison([
+    report.compare([
         ("running loss, first print", TUTORIAL["loss_first"],
          f"{all_prints[0][2]:.3f} at [{all_prints[0][0]}, {all_prints[0][1]}]"
          if all_prints else "-"),
@@ -252,45 +264,15 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
          f"{100 * correct // total} %"),
         ("compile / train seconds", "-", f"{result['compile_seconds']:.2f} / "
                                          f"{result['train_seconds']:.2f}" if result else "-"),
-    ]))
-    print(f"wrote {os.path.join(config.out, 'metrics.json')}"
-          + (f", {path}" if config.weights is None else "") + f" and {', '.join(plot_paths)}")
+    ])
+    report.wrote(os.path.join(config.out, "metrics.json"),
+                 *([path] if config.weights is None else []), *plot_paths)
     return metrics
 
 
-def build_parser():
-    p = cli.parser("cifar10", __doc__)
-    p.add_argument("--data-dir", default=None,
-                   help="folder with CIFAR-10's binary version (cifar-10-batches-bin or "
-                        "cifar-10-binary.tar.gz); default: the tensorflow-datasets cache or "
-                        "download")
-    p.add_argument("--epochs", type=cli.positive_int, default=2, help="epochs (2)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=4, help="batch size (4)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="learning rate (0.001)")
-    p.add_argument("--momentum", type=cli.nonnegative_float, default=0.9,
-                   help="SGD momentum (0.9)")
-    p.add_argument("--print-every", type=cli.positive_int, default=2000,
-                   help="mini-batches per running-loss print (2000)")
-    p.add_argument("--weights", default=None,
-                   help="skip training: test this state_dict (.safetensors, or a PyTorch .pth)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/cifar10")
-    cli.add_checkpoint(p, every=2000)
-    cli.add_devices(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
-                  lr=args.lr, momentum=args.momentum, seed=args.seed,
-                  print_every=args.print_every, weights=args.weights, out=args.out,
-                  progress=not args.no_progress, devices=cli.init_devices(args),
-                  **cli.checkpoint_args(args))
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

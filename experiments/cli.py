@@ -1,14 +1,25 @@
-"""The CLI pattern every experiment follows.
+"""The command line every experiment shares: flags generated from its `Config`.
 
-Each experiment module has a frozen `Config` dataclass, `run(config, data=None) -> dict` (what
-tests call) and `main(argv=None)`, which is `cli.main(build_parser(), to_config, run, report)`:
-parse flags into a Config, run it, print, write `metrics.json` into `--out`. Any
-`JaxnetsError` (bad data, bad flag values, bad checkpoint) becomes one line on stderr and exit 2.
+An experiment module declares each hyper-parameter once, as a field of a frozen dataclass
+`Config` with `arg(default, help, choices=...)`; `Config.__post_init__` checks the values and
+raises `ConfigError(message, param=field)`. From that one declaration this module builds the
+argparse parser (`parser`), turns the command line into a Config (`parse`), and runs it
+(`main`). `flag` is the one mapping from a parameter name to its flag (`batch_size` ->
+`--batch-size`), so an error from the Config or from the library (which names parameters,
+never flags) is printed as `python -m experiments.mnist: error: --batch-size: must be ...`,
+one line, exit status 2.
+
+This module and `jaxnets.errors` import neither jax nor numpy: `answer_early`, called near the
+top of an experiment before its heavy imports, answers --help and bad flags at once.
+`main` also turns on JAX's persistent compilation cache (`compile_cache`) and says whether the
+run used it. `Reporter` is the experiments' printing: narrative (`say`, silenced by --quiet),
+the tutorial-vs-jaxnets table (`compare`) and the files written (`wrote`), always printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -16,112 +27,406 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from jaxnets.errors import ConfigError, JaxnetsError
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+# --- declaring fields ---------------------------------------------------------------------------
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+def flag(param: str) -> str:
+    """The flag of a Config field or library parameter: `batch_size` -> `--batch-size`."""
+    return "--" + param.replace("_", "-")
 
 
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+def arg(default: Any, help: str, *, choices: Sequence[Any] | None = None,
+        metavar: str | None = None, group: str | None = None) -> Any:
+    """A Config field with its flag's help text (and fixed choices, if any) in its metadata.
+
+    `help` says what the flag does; for a bool that defaults to True the flag is
+    `--no-<name>`, and `help` says what turning it off does."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": None if choices is None else tuple(choices),
+        "metavar": metavar, "group": group})
 
 
-def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """An ArgumentParser whose description is the module docstring."""
-    return argparse.ArgumentParser(prog=f"python -m experiments.{prog}", description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+# The fields several experiments share, so their help text is written once.
+
+def seed(default: int = 0) -> Any:
+    return arg(default, "PRNG seed: the same seed gives the same run")
 
 
-def add_out(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--out", default=default,
-                   help=f"folder for metrics.json and plots (default {default})")
+def out(name: str) -> Any:
+    return arg(f"runs/{name}", "folder for metrics.json and plots")
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
-    p.add_argument("--seed", type=int, default=default,
-                   help=f"PRNG seed: the same seed gives the same run (default {default})")
+def progress() -> Any:
+    return arg(True, "no progress bars (everything else is printed)")
 
 
-def add_data(p: argparse.ArgumentParser, datasets: Sequence[str], default: str) -> None:
-    p.add_argument("--dataset", choices=list(datasets), default=default,
-                   help=f"dataset (default {default})")
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding the dataset files (IDX or CIFAR-10 binary); default: "
-                        "known local installs, then the tensorflow-datasets cache or download")
+def quiet() -> Any:
+    return arg(False, "print only the results (the comparison table, the files written) and "
+                      "errors")
 
 
-def add_checkpoint(p: argparse.ArgumentParser, every: int | None = 1000) -> None:
-    """--checkpoint-dir, --resume, --checkpoint-every, --keep-checkpoints (jaxnets.checkpoint)."""
-    g = p.add_argument_group("checkpoints")
-    g.add_argument("--checkpoint-dir", default=None,
-                   help="save orbax checkpoints (params, optimizer state, step, PRNG key, "
-                        "config) into this folder")
-    g.add_argument("--resume", action="store_true",
-                   help="continue from the latest checkpoint in --checkpoint-dir (starts from "
-                        "step 0 if there is none); the result equals an uninterrupted run")
-    g.add_argument("--checkpoint-every", type=positive_int, default=every,
-                   help="steps between checkpoints (default "
-                        f"{'once per epoch' if every is None else every}); the last one is "
-                        "always saved")
-    g.add_argument("--keep-checkpoints", type=positive_int, default=3,
-                   help="how many of the latest checkpoints to keep (default 3)")
+def checkpoint_dir() -> Any:
+    return arg(None, "save orbax checkpoints (params, optimizer state, step, PRNG key, config) "
+                     "into this folder", group="checkpoints")
+
+
+def resume() -> Any:
+    return arg(False, "continue from the latest checkpoint in --checkpoint-dir (starts from step "
+                      "0 if there is none); the result equals an uninterrupted run",
+               group="checkpoints")
+
+
+def checkpoint_every(default: int | None) -> Any:
+    return arg(default, "steps between checkpoints" + (" (default: once per epoch)"
+                                                       if default is None else "")
+               + "; the last one is always saved", group="checkpoints")
+
+
+def keep_checkpoints() -> Any:
+    return arg(3, "how many of the latest checkpoints to keep", group="checkpoints")
+
+
+def devices() -> Any:
+    return arg(1, "train data parallel on N devices: the batch is split over them, the "
+                  "parameters replicated; the batch size must divide by N",
+               metavar="N", group="devices")
+
+
+def coordinator() -> Any:
+    return arg(None, "multi-host: process 0's address for jax.distributed.initialize (run the "
+                     "same command on every host with its --process-id)",
+               metavar="HOST:PORT", group="devices")
+
+
+def num_processes() -> Any:
+    return arg(None, "multi-host: number of processes (hosts)", group="devices")
+
+
+def process_id() -> Any:
+    return arg(None, "multi-host: this process's index, 0 .. num-processes - 1", group="devices")
+
+
+# --- checks for Config.__post_init__ ------------------------------------------------------------
+
+
+def check(condition: bool, param: str, message: str) -> None:
+    """Raise ConfigError(message, param=param) unless condition."""
+    if not condition:
+        raise ConfigError(message, param=param)
+
+
+def check_fields(config: Any) -> None:
+    """The checks every field declares: its choices."""
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is not None and value is not None:
+            for v in (value if isinstance(value, tuple) else (value,)):
+                check(v in choices, f.name,
+                      f"{v!r} is not one of {', '.join(map(str, choices))}")
+
+
+def check_positive(config: Any, *names: str) -> None:
+    """ConfigError unless each named field is >= 1 (ints) or a finite number > 0 (floats)."""
+    types = {f.name: _field_type(f)[0] for f in dataclasses.fields(config)}
+    for name in names:
+        value = getattr(config, name)
+        if types[name] is int:
+            check(value >= 1, name, f"must be at least 1, got {value}")
+        else:
+            check(math.isfinite(value) and value > 0, name,
+                  f"must be a finite number > 0, got {value}")
 
 
 def check_checkpoint(config: Any) -> None:
-    """The checks of add_checkpoint's flags, for Config.__post_init__ (before data loading)."""
-    from jaxnets import checkpoint
-
-    checkpoint.check_resume(config.resume, config.checkpoint_dir)
-
-
-def checkpoint_args(args: argparse.Namespace) -> dict:
-    """The Config fields that add_checkpoint's flags set."""
-    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
-            "checkpoint_every": args.checkpoint_every, "keep_checkpoints": args.keep_checkpoints}
+    """The checks of the checkpoint fields (before any data is loaded)."""
+    check(not config.resume or config.checkpoint_dir is not None, "resume",
+          f"needs {flag('checkpoint_dir')} DIR (the folder to resume from)")
+    if config.checkpoint_every is not None:
+        check_positive(config, "checkpoint_every")
+    check_positive(config, "keep_checkpoints")
 
 
-def check(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless condition: for checks in Config.__post_init__."""
-    if not condition:
-        raise ConfigError(message)
+def check_devices(config: Any) -> None:
+    """The checks of the device fields: the batch splits evenly; multi-host flags come together."""
+    check_positive(config, "devices")
+    check(config.batch_size % config.devices == 0, "batch_size",
+          f"{config.batch_size} must be a multiple of {flag('devices')} {config.devices} (each "
+          "device takes an equal share of the batch)")
+    multi = (config.coordinator, config.num_processes, config.process_id)
+    if any(v is not None for v in multi):
+        check(all(v is not None for v in multi), "coordinator",
+              f"multi-host needs all of {flag('coordinator')}, {flag('num_processes')} and "
+              f"{flag('process_id')}")
+        check_positive(config, "num_processes")
+        check(0 <= config.process_id < config.num_processes, "process_id",
+              f"must be in 0 .. {config.num_processes - 1}, got {config.process_id}")
+
+
+# --- the parser generated from Config -----------------------------------------------------------
+
+
+class FlagError(Exception):
+    """A command line argparse rejects (unknown flag, not a number, not a choice)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit; main prints one line
+        raise FlagError(message.removeprefix("argument "))
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written; each flag's default after its help text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default  # (identity checks: 0 == False and 1 == True)
+        if not (d is None or isinstance(d, bool) or d == () or d is argparse.SUPPRESS):
+            text += f" (default {d})"
+        return text
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(element type, is a tuple) of a field annotated int/float/str/bool, optionally `| None`
+    or `tuple[T, ...]` (annotations are strings under `from __future__ import annotations`)."""
+    text = (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)))
+    text = text.replace(" ", "").replace("|None", "").replace("None|", "")
+    many = text.startswith("tuple[")
+    if many:
+        text = text[len("tuple["):].split(",")[0]
+    if text not in _TYPES:
+        raise TypeError(f"Config field {f.name}: cannot make a flag for type {f.type!r}")
+    return _TYPES[text], many
+
+
+def prog(config_cls: type) -> str:
+    """`python -m experiments.<name>`, also when the module runs as __main__."""
+    module = config_cls.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else os.path.splitext(
+            os.path.basename(sys.argv[0]))[0]
+    return f"python -m {module}"
+
+
+def option(f: dataclasses.Field) -> str:
+    """The flag of a field: `--name`, or `--no-name` for a bool that defaults to True."""
+    return flag(("no_" if f.default is True else "") + f.name)
+
+
+def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
+    """The argparse parser of a Config class: one flag per field, then the common options."""
+    p = _Parser(prog=prog(config_cls), description=doc, formatter_class=_Formatter)
+    groups: dict[str | None, Any] = {None: p}
+    for f in [*dataclasses.fields(config_cls), *dataclasses.fields(Common)]:
+        meta = dict(f.metadata)
+        meta["help"] = (meta.get("help") or "").replace("%", "%%")  # argparse %-formats help
+        group = meta.get("group")
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        g = groups[group]
+        kind, many = _field_type(f)
+        if kind is bool:
+            g.add_argument(option(f), dest=f.name, default=f.default, help=meta.get("help"),
+                           action="store_false" if f.default else "store_true")
+            continue
+        kw: dict[str, Any] = {"dest": f.name, "default": f.default, "type": kind,
+                              "help": meta.get("help"), "metavar": meta.get("metavar")}
+        if meta.get("choices") is not None:
+            kw["choices"] = meta["choices"]
+            if kw["metavar"]:  # the usage line shows the metavar, so the help lists them
+                kw["help"] += f" (one of: {', '.join(map(str, meta['choices']))})"
+            else:
+                kw["metavar"] = "{" + ",".join(map(str, meta["choices"])) + "}"
+        if many:
+            kw["nargs"] = "+"
+        g.add_argument(option(f), **kw)
+    return p
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """Options of the process, not of the experiment (never part of a Config or checkpoint)."""
+
+    compile_cache: bool = arg(True, "do not use JAX's persistent compilation cache (on by "
+                                    "default, in $JAX_COMPILATION_CACHE_DIR or "
+                                    "~/.cache/jaxnets/jax; JAXNETS_COMPILE_CACHE=0 also turns "
+                                    "it off)")
+
+
+def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None
+          ) -> tuple[Any, Common]:
+    """The Config (and the common options) a command line asks for.
+
+    Raises FlagError for what argparse rejects and ConfigError from Config's checks; --help
+    prints the help and raises SystemExit(0).
+    """
+    args = vars(parser(config_cls, doc).parse_args(argv))
+    common = {f.name: args.pop(f.name) for f in dataclasses.fields(Common)}
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    return config_cls(**args), Common(**common)
+
+
+def describe(e: JaxnetsError) -> str:
+    """An error as the command line says it: the parameter as its flag."""
+    return f"{flag(e.param)}: {e.message}" if e.param else e.message
+
+
+def answer_early(config_cls: type, doc: str | None) -> None:
+    """Answer --help and bad flags before the experiment imports jax: exits for those, returns
+    otherwise. Call it right after Config, under `if __name__ == "__main__":`."""
+    try:
+        parse(config_cls, doc, sys.argv[1:])
+    except (FlagError, ConfigError) as e:
+        sys.exit(_usage_error(config_cls, e))
+
+
+def _usage_error(config_cls: type, e: Exception) -> int:
+    text = describe(e) if isinstance(e, JaxnetsError) else str(e)
+    print(f"{prog(config_cls)}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
+         argv: Sequence[str] | None = None) -> int:
+    """Parse argv into a Config, set up the process (multi-host, compile cache), run it.
+
+    Returns the exit status: 0, or 2 after one line on stderr for a user error (bad flags,
+    bad data, bad checkpoint: any JaxnetsError), 130 when interrupted.
+    """
+    try:
+        config, common = parse(config_cls, doc, argv)
+    except (FlagError, ConfigError) as e:
+        return _usage_error(config_cls, e)
+    try:
+        if getattr(config, "coordinator", None) is not None:
+            from jaxnets import parallel
+
+            parallel.initialize(config.coordinator, config.num_processes, config.process_id)
+        with CompileCache(common.compile_cache) as cache:
+            run(config)
+        Reporter(getattr(config, "quiet", False)).say(cache.summary())
+    except JaxnetsError as e:
+        print(f"{prog(config_cls)}: error: {describe(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog(config_cls)}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --- JAX's persistent compilation cache ---------------------------------------------------------
+
+_HIT, _MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
+
+
+def cache_dir() -> str | None:
+    """Where compiled programs are cached: $JAX_COMPILATION_CACHE_DIR if set, else a per-user
+    folder; None when JAXNETS_COMPILE_CACHE=0."""
+    if os.environ.get("JAXNETS_COMPILE_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxnets", "jax")
+
+
+class CompileCache:
+    """Turns JAX's persistent compilation cache on for one run and counts its hits and writes
+    (jax.monitoring events). Every program is cached, however small or quick to compile: the
+    experiments' programs compile in well under JAX's default one-second threshold."""
+
+    def __init__(self, enabled: bool = True):
+        self.directory = cache_dir() if enabled else None
+        self.hits = self.writes = 0
+        self._saved: dict[str, Any] = {}
+
+    def _count(self, event: str, **kwargs: Any) -> None:
+        if event == _HIT:
+            self.hits += 1
+        elif event == _MISS:
+            self.writes += 1
+
+    def __enter__(self):
+        if self.directory is None:
+            return self
+        import jax
+
+        settings = {"jax_compilation_cache_dir": self.directory,
+                    "jax_persistent_cache_min_compile_time_secs": 0.0,
+                    "jax_persistent_cache_min_entry_size_bytes": -1}
+        for name, value in settings.items():
+            self._saved[name] = getattr(jax.config, name)
+            jax.config.update(name, value)
+        jax.monitoring.register_event_listener(self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.directory is None:
+            return
+        import jax
+
+        jax.monitoring.unregister_event_listener(self._count)
+        for name, value in self._saved.items():
+            jax.config.update(name, value)
+
+    def summary(self) -> str:
+        """One line: whether the run used the cache."""
+        if self.directory is None:
+            return "compile cache: off"
+        return (f"compile cache: {self.hits} loaded, {self.writes} compiled and saved "
+                f"({self.directory})")
+
+
+# --- printing and writing -----------------------------------------------------------------------
+
+
+class Reporter:
+    """What an experiment prints. `say`: the narrative, silenced by --quiet; `compare` (the
+    tutorial's figures next to ours), `wrote` (the files written) and `notice` (stderr):
+    always."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def say(self, *parts: Any, **kwargs: Any) -> None:
+        if not self.quiet:
+            print(*parts, **kwargs)
+
+    def compare(self, rows: Sequence[tuple[str, str, str]],
+                title: str = "tutorial vs. jaxnets") -> None:
+        print(comparison(rows, title))
+
+    def wrote(self, *paths: str) -> None:
+        print("wrote " + ", ".join(paths))
+
+    def notice(self, text: str) -> None:
+        print(f"NOTICE: {text}", file=sys.stderr)
+
+
+def comparison(rows: Sequence[tuple[str, str, str]], title: str = "tutorial vs. jaxnets") -> str:
+    """A small table: (figure, the tutorial's value, ours)."""
+    w0 = max([len("figure")] + [len(r[0]) for r in rows])
+    w1 = max([len("tutorial")] + [len(r[1]) for r in rows])
+    lines = [title, f"  {'figure':<{w0}}  {'tutorial':<{w1}}  jaxnets"]
+    lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 def to_jsonable(obj: Any) -> Any:
-    """numpy/jax scalars and arrays -> plain Python, for json.dump."""
+    """numpy/jax scalars and arrays -> plain Python, for json.dump (without importing numpy:
+    both have .tolist())."""
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if hasattr(obj, "tolist"):
-        return to_jsonable(np.asarray(obj).tolist())
+        return to_jsonable(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -135,70 +440,6 @@ def write_json(path: str, obj: Any) -> str:
         json.dump(to_jsonable(obj), f, indent=1)
     os.replace(tmp, path)
     return path
-
-
-def comparison(rows: Sequence[tuple[str, str, str]], title: str = "tutorial vs. jaxnets") -> str:
-    """A small table: (figure, the tutorial's value, ours)."""
-    w0 = max([len("figure")] + [len(r[0]) for r in rows])
-    w1 = max([len("tutorial")] + [len(r[1]) for r in rows])
-    lines = [title, f"  {'figure':<{w0}}  {'tutorial':<{w1}}  jaxnets"]
-    lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
-    return "\n".join(lines)
-
-
-def main(
-    p: argparse.ArgumentParser,
-    to_config: Callable[[argparse.Namespace], Any],
-    run: Callable[[Any], dict],
-    argv: Sequence[str] | None = None,
-) -> int:
-    """Parse argv, build the Config, run it. User errors: one line on stderr, exit code 2."""
-    args = p.parse_args(argv)  # argparse itself prints usage + one error line and exits 2
-    try:
-        config = to_config(args)
-        run(config)
-    except JaxnetsError as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-# --- data parallel (--devices) --------------------------------------------------------------------
-
-def add_devices(p: argparse.ArgumentParser) -> None:
-    """--devices N (data parallel over N devices) and the multi-host flags."""
-    p.add_argument("--devices", type=positive_int, default=1,
-                   help="train data parallel on N devices: the batch is split over them, the "
-                        "parameters replicated (default 1); the batch size must divide by N")
-    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="multi-host: process 0's address for jax.distributed.initialize (run "
-                        "the same command on every host with its --process-id)")
-    p.add_argument("--num-processes", type=positive_int, default=None,
-                   help="multi-host: number of processes (hosts)")
-    p.add_argument("--process-id", type=int, default=None,
-                   help="multi-host: this process's index, 0 .. num-processes - 1")
-
-
-def init_devices(args: argparse.Namespace) -> int:
-    """Multi-host setup when --coordinator is given (before any jax computation); returns
-    --devices. Call it from `to_config`."""
-    if args.coordinator is not None:
-        from jaxnets import parallel
-
-        check(args.num_processes is not None and args.process_id is not None,
-              "--coordinator needs --num-processes and --process-id")
-        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-    return args.devices
-
-
-def check_devices(batch_size: int, devices: int) -> None:
-    """ConfigError unless the batch splits evenly over --devices (for Config.__post_init__)."""
-    check(devices >= 1 and batch_size % devices == 0,
-          f"--batch-size {batch_size} must be a multiple of --devices {devices} (each device "
-          "takes an equal share of the batch)")
 
 
 def device_mesh(devices: int):

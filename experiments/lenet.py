@@ -27,12 +27,36 @@ import dataclasses
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    channels: int = cli.arg(1, "input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
+    lr: float = cli.arg(0.01, "learning rate")
+    seed: int = cli.seed()
+    # layers.CONV_IMPLS and models.LeNet's default, written out so --help needs no jax
+    # (tests/test_cli.py checks they agree).
+    conv_impl: str = cli.arg("auto", "the convolutions' implementation (layers.conv2d): auto = "
+                                     "matmul forms on CPU, lax.conv elsewhere",
+                             choices=("auto", "lax", "patches", "banded"))
+    out: str = cli.out("lenet")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_fields(self)
+        cli.check_positive(self, "channels", "lr")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import cli
 from jaxnets import losses, optim, torch_io
 from jaxnets.models import LeNet, torch_repr
 
@@ -49,20 +73,6 @@ REFERENCE: dict[str, tuple[str, str]] = {
     "conv1.bias.grad before backward": ("None", _UPSTREAM + " with PyTorch >= 2.0 (zero_grad "
                                         "sets None; older releases printed zeros)"),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    channels: int = 1               # 1: seed 001/002's Net; 3: the CIFAR-10 Net
-    lr: float = 0.01
-    seed: int = 0
-    conv_impl: str = "lax"          # passed to LeNet (layers.Conv2d's implementation)
-    out: str = "runs/lenet"
-    progress: bool = True
-
-    def __post_init__(self):
-        cli.check(self.channels >= 1, f"--channels must be at least 1, got {self.channels}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
 
 
 def make_start(config: Config, model: LeNet, key: jax.Array) -> dict:
@@ -87,7 +97,7 @@ def print_structure(model: LeNet, x: jax.Array, config: Config, say) -> str:
     """1. `print(net)`: PyTorch's format, then Flax's own tabulate (traces the model again)."""
     structure = torch_repr(model, x, name="Net")
     say(structure)
-    if config.progress:
+    if not config.quiet:
         print(model.tabulate(jax.random.key(0), x, compute_flops=False, depth=1,
                              console_kwargs={"width": 100, "color_system": None,
                                              "force_terminal": False}))
@@ -182,7 +192,8 @@ def run(config: Config, start: dict | None = None) -> dict:
       config: the run's settings.
       start: {'params', 'input' (NHWC), 'v', 'target'}; tests pass PyTorch's. Drawn if None.
     """
-    say = print if config.progress else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     model = LeNet(classes=10, conv_impl=config.conv_impl)
     start = start or make_start(config, model, jax.random.key(config.seed))
     params, x, v, target = start["params"], start["input"], start["v"], start["target"]
@@ -205,30 +216,14 @@ def run(config: Config, start: dict | None = None) -> dict:
     }
     os.makedirs(config.out, exist_ok=True)
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    say(cli.comparison(comparison_rows(metrics)))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')}")
+    report.compare(comparison_rows(metrics))
+    report.wrote(os.path.join(config.out, "metrics.json"))
     return metrics
 
 
-def build_parser():
-    p = cli.parser("lenet", __doc__)
-    p.add_argument("--channels", type=cli.positive_int, default=1,
-                   help="input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
-    p.add_argument("--lr", type=cli.positive_float, default=0.01, help="learning rate (0.01)")
-    p.add_argument("--conv-impl", default="lax", help="convolution implementation (lax)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/lenet")
-    p.add_argument("--no-progress", action="store_true", help="print nothing")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(channels=args.channels, lr=args.lr, seed=args.seed, conv_impl=args.conv_impl,
-                  out=args.out, progress=not args.no_progress)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,47 @@ import dataclasses
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dataset: str = cli.arg("fashion_mnist", "dataset", choices=("fashion_mnist", "mnist"))
+    data_dir: str | None = cli.arg(None, "folder holding the dataset's IDX files; default: known "
+                                         "local installs, then the tensorflow-datasets cache or "
+                                         "download")
+    epochs: int = cli.arg(20, "epochs")
+    batch_size: int = cli.arg(64, "batch size")
+    lr: float = cli.arg(1e-3, "learning rate")
+    momentum: float = cli.arg(0.9, "SGD momentum, PyTorch semantics, in [0, 1)")
+    seed: int = cli.seed()
+    out: str = cli.out("linear_classifier")
+    progress: bool = cli.progress()
+    checkpoint_dir: str | None = cli.checkpoint_dir()
+    resume: bool = cli.resume()
+    checkpoint_every: int | None = cli.checkpoint_every(None)  # None: once per epoch
+    devices: int = cli.devices()
+    keep_checkpoints: int = cli.keep_checkpoints()
+    quiet: bool = cli.quiet()
+    coordinator: str | None = cli.coordinator()
+    num_processes: int | None = cli.num_processes()
+    process_id: int | None = cli.process_id()
+
+    def __post_init__(self):
+        cli.check_fields(self)
+        cli.check_positive(self, "epochs", "batch_size", "lr")
+        cli.check_devices(self)
+        cli.check_checkpoint(self)
+        cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli
 from jaxnets import checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
@@ -45,34 +81,6 @@ from jaxnets.models import LinearClassifier, torch_repr
 BASELINE = {"fashion_mnist": ("about 84% (logistic-regression baseline)", 0.84),
             "mnist": ("about 92% (linear classifier)", 0.92)}
 preprocess = D.to_tensor_normalize((0.5,), (0.5,))  # ToTensor() + Normalize((0.5,), (0.5,))
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    momentum: float = 0.9
-    seed: int = 0
-    out: str = "runs/linear_classifier"
-    progress: bool = True
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    checkpoint_every: int | None = None  # steps; None: once per epoch
-    devices: int = 1                     # data parallel over this many devices (--devices)
-    keep_checkpoints: int = 3
-
-    def __post_init__(self):
-        cli.check(self.dataset in ("mnist", "fashion_mnist"),
-                  f"--dataset must be mnist or fashion_mnist, got {self.dataset!r}")
-        cli.check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check_devices(self.batch_size, self.devices)
-        cli.check_checkpoint(self)
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        cli.check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
 
 
 def make_keys(config: Config) -> dict[str, jax.Array]:
@@ -95,6 +103,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
       data: (train, test) datasets; loaded through the data layer when None.
       params: starting parameters (tests pass PyTorch's); PyTorch's default init if None.
     """
+    report = cli.Reporter(config.quiet)
     if data is None:
         data = (D.load(config.dataset, "train", config.data_dir),
                 D.load(config.dataset, "test", config.data_dir))
@@ -105,12 +114,12 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     sample = jnp.zeros((1, *train_set.images.shape[1:]), jnp.float32)
     if params is None:
         params = jax.jit(model.init)(keys["init"], sample)["params"]
-    print(torch_repr(model, sample))
+    report.say(torch_repr(model, sample))
     state = train.TrainState.create(model.apply, params,
                                     optim.sgd(config.lr, momentum=config.momentum))
     sampler = make_sampler(config, len(train_set))
     steps_per_epoch = sampler.steps_per_epoch
-    print(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
+    report.say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
           f"from {train_set.source}); {config.epochs} epochs of {steps_per_epoch} batches of "
           f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
 
@@ -123,7 +132,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         config, checkpoint_every=config.checkpoint_every or steps_per_epoch))
     state, step_key = ckpt.resume_or_start(state, keys["step"])
     if ckpt.status:
-        print(ckpt.status)
+        report.say(ckpt.status)
     seen: dict[str, list] = {}  # this process's per-step metrics (ckpt adds the resumed ones)
 
     def on_chunk(state, chunk):
@@ -142,14 +151,15 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         test_acc = train.evaluate(state, test_set.images, test_set.labels, preprocess)["accuracy"]
         epochs.append({"epoch": epoch, "loss": loss, "train_accuracy": acc,
                        "test_accuracy": test_acc})
-        print(f"Epoch [{epoch}/{config.epochs}], Loss: {loss:.4f}, "
+        report.say(f"Epoch [{epoch}/{config.epochs}], Loss: {loss:.4f}, "
               f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%",
               flush=True)
 
     state, result = train.fit(state, run_steps, device_data, sampler,
                               config.epochs * steps_per_epoch, step_key,
                               chunk_size=ckpt.chunk_size(steps_per_epoch),
-                              progress=config.progress, desc="linear_classifier",
+                              progress=config.progress and not config.quiet,
+                              desc="linear_classifier",
                               on_chunk=on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]  # all steps, also those before a resume
@@ -178,42 +188,20 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         "baseline": tutorial_text, "plots": [plot_cm, plot_loss],
     }
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    print(cli.comparison([
+    report.compare([
         ("test accuracy", tutorial_text, f"{100 * test['accuracy']:.2f}%"),
         ("final epoch loss", "- (not printed)",
          f"{epochs[-1]['loss']:.4f}" if epochs else "- (already trained: resumed at the end)"),
         ("compile / train seconds", "-",
          f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
-    ]))
-    print(f"wrote {os.path.join(config.out, 'metrics.json')}, {plot_cm} and {plot_loss}")
+    ])
+    report.wrote(os.path.join(config.out, "metrics.json"), plot_cm, plot_loss)
     return metrics
 
 
-def build_parser():
-    p = cli.parser("linear_classifier", __doc__)
-    cli.add_data(p, ["fashion_mnist", "mnist"], "fashion_mnist")
-    p.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs (20)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="batch size (64)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="learning rate (1e-3)")
-    p.add_argument("--momentum", type=cli.nonnegative_float, default=0.9,
-                   help="SGD momentum, PyTorch semantics (0.9)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/linear_classifier")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    cli.add_checkpoint(p, every=None)
-    cli.add_devices(p)
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                  batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                  seed=args.seed, out=args.out, progress=not args.no_progress,
-                  devices=cli.init_devices(args), **cli.checkpoint_args(args))
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

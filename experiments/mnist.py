@@ -25,16 +25,7 @@ import dataclasses
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-
 from experiments import cli
-from jaxnets import checkpoint, optim, plots, train
-from jaxnets import data as D
-from jaxnets.errors import DataUnavailable
-from jaxnets.models import SeedMLP
 
 TUTORIAL_ACCURACY = {"sgd": "about 70%", "adam": "above 95%"}
 TUTORIAL_NUMBERS = {"sgd": 0.70, "adam": 0.95}
@@ -42,33 +33,49 @@ TUTORIAL_NUMBERS = {"sgd": 0.70, "adam": 0.95}
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    optimizer: str = "sgd"          # 'sgd' (the seed's hand-written rule) or 'adam'
-    zero_grad: bool = False         # sgd only: zero .grad each step (textbook SGD)
-    steps: int = 2000
-    batch_size: int = 100
-    lr: float = 1e-3
-    seed: int = 0
-    out: str = "runs/mnist"
-    fallback: bool = True           # MNIST unavailable -> local Fashion-MNIST, with a notice
-    progress: bool = True
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    devices: int = 1                # data parallel over this many devices (--devices)
+    dataset: str | None = cli.arg(None, "dataset (default: mnist, falling back to a local "
+                                        "Fashion-MNIST with a notice when MNIST is unavailable)",
+                                  choices=("mnist", "fashion_mnist"))
+    data_dir: str | None = cli.arg(None, "folder with the IDX files (raw or .gz)")
+    optimizer: str = cli.arg("sgd", "sgd: the seed's hand-written update; adam: the seed's Adam "
+                                    "version", choices=("sgd", "adam"))
+    zero_grad: bool = cli.arg(False, "sgd only: zero the gradient each step (textbook SGD; the "
+                                     "seed does not)")
+    steps: int = cli.arg(2000, "iterations")
+    batch_size: int = cli.arg(100, "batch size")
+    lr: float = cli.arg(1e-3, "learning rate")
+    seed: int = cli.seed()
+    out: str = cli.out("mnist")
+    progress: bool = cli.progress()
+    checkpoint_dir: str | None = cli.checkpoint_dir()
+    resume: bool = cli.resume()
+    checkpoint_every: int = cli.checkpoint_every(1000)
+    keep_checkpoints: int = cli.keep_checkpoints()
+    devices: int = cli.devices()
+    quiet: bool = cli.quiet()
+    coordinator: str | None = cli.coordinator()
+    num_processes: int | None = cli.num_processes()
+    process_id: int | None = cli.process_id()
 
     def __post_init__(self):
-        cli.check(self.dataset in ("mnist", "fashion_mnist"),
-                  f"--dataset must be mnist or fashion_mnist, got {self.dataset!r}")
-        cli.check(self.optimizer in ("sgd", "adam"),
-                  f"--optimizer must be sgd or adam, got {self.optimizer!r}")
-        cli.check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
-        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        cli.check_devices(self.batch_size, self.devices)
+        cli.check_fields(self)
+        cli.check_positive(self, "steps", "batch_size", "lr")
+        cli.check_devices(self)
         cli.check_checkpoint(self)
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnets import checkpoint, optim, plots, train
+from jaxnets import data as D
+from jaxnets.errors import DataUnavailable
+from jaxnets.models import SeedMLP
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -85,10 +92,11 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
     """Train and test splits, and a notice when falling back from MNIST to Fashion-MNIST."""
     try:
-        return (D.load(config.dataset, "train", config.data_dir),
-                D.load(config.dataset, "test", config.data_dir), None)
+        return (D.load(config.dataset or "mnist", "train", config.data_dir),
+                D.load(config.dataset or "mnist", "test", config.data_dir), None)
     except DataUnavailable as e:
-        if not (config.fallback and config.dataset == "mnist" and config.data_dir is None):
+        # Only the default (no --dataset) falls back; an explicit --dataset mnist does not.
+        if not (config.dataset is None and config.data_dir is None):
             raise
         try:
             train_set = D.load("fashion_mnist", "train", download=False)
@@ -136,13 +144,14 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
       data: (train, test) datasets; loaded through the data layer when None.
       state: a starting state (tests pass PyTorch's initial weights); built from the seed if None.
     """
+    report = cli.Reporter(config.quiet)
     notice = None
     if data is None:
         train_set, test_set, notice = load_data(config)
     else:
         train_set, test_set = data
     if notice:
-        print(f"NOTICE: {notice}", file=sys.stderr)
+        report.notice(notice)
     init_key, data_key, train_key = make_keys(config.seed)
     if state is None:
         state = init_state(config, init_key, int(np.prod(train_set.images.shape[1:])))
@@ -150,7 +159,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
             "SGD, .grad zeroed each step (--zero-grad)" if config.zero_grad else
             "SGD as the seed wrote it: .grad is never zeroed, so each step subtracts "
             "lr * (sum of all gradients so far); --zero-grad for textbook SGD")
-    print(f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
+    report.say(f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
           f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
           f"lr {config.lr}")
 
@@ -161,10 +170,11 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
     state, train_key = ckpt.resume_or_start(state, train_key)
     if ckpt.status:
-        print(ckpt.status)
+        report.say(ckpt.status)
     state, result = train.fit(state, run_steps, device_data, order, config.steps, train_key,
                               chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
-                              progress=config.progress, desc=f"mnist/{config.optimizer}",
+                              progress=config.progress and not config.quiet,
+                              desc=f"mnist/{config.optimizer}",
                               on_chunk=ckpt.on_chunk, mesh=mesh)
     ckpt.finish(state)
     losses = ckpt.metrics(result["metrics"])["loss"]    # all steps, also those before a resume
@@ -186,46 +196,19 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     figure = "test accuracy" + ("" if train_set.name == "mnist" else
                                 f" (ours on {train_set.name}, tutorial's on mnist)")
-    print(cli.comparison([
+    report.compare([
         (figure, TUTORIAL_ACCURACY[config.optimizer], f"{100 * test['accuracy']:.2f}%"),
         ("final loss (mean of last 50 steps)", "-", f"{final_loss:.4f}"),
         ("compile / train seconds", "-",
          f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
-    ]))
-    print(f"wrote {os.path.join(config.out, 'metrics.json')} and {plot}")
+    ])
+    report.wrote(os.path.join(config.out, "metrics.json"), plot)
     return metrics
 
 
-def build_parser():
-    p = cli.parser("mnist", __doc__)
-    p.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default=None,
-                   help="dataset (default mnist, falling back to a local Fashion-MNIST)")
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (raw or .gz)")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
-                   help="sgd: the seed's hand-written update; adam: the seed's Adam version")
-    p.add_argument("--zero-grad", action="store_true",
-                   help="zero the gradient each step (textbook SGD; the seed does not)")
-    p.add_argument("--steps", type=cli.positive_int, default=2000, help="iterations (2000)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=100, help="batch size (100)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="learning rate (1e-3)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/mnist")
-    cli.add_checkpoint(p)
-    cli.add_devices(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(dataset=args.dataset or "mnist", data_dir=args.data_dir,
-                  optimizer=args.optimizer, zero_grad=args.zero_grad, steps=args.steps,
-                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
-                  fallback=args.dataset is None, progress=not args.no_progress,
-                  devices=cli.init_devices(args), **cli.checkpoint_args(args))
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

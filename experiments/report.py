@@ -22,29 +22,40 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from experiments import cli
-from jaxnets.errors import DataUnavailable
 
-Row = dict[str, Any]
-STATUS_MATCH, STATUS_DIFF, STATUS_NOT_RUN = "matches", "differs", "not run"
+# The experiments in the order they run (EXPERIMENTS below maps each to its runner).
+NAMES = ("tensors", "autograd", "thermometer", "two_layer", "lenet", "mnist",
+         "linear_classifier", "cifar10", "resnet_step")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    quick: bool = False
-    out: str = "runs/report"
-    data_dir: str | None = None          # MNIST IDX files, if you have them
-    cifar_data_dir: str | None = None    # CIFAR-10 binary version, if you have it
-    torch: bool = True                   # measure PyTorch's figures where torch is installed
-    only: tuple[str, ...] = ()           # run only these experiments (names below)
-    progress: bool = True
+    quick: bool = cli.arg(False, "quick settings (< 5 minutes on 2 CPUs)")
+    out: str = cli.out("report")
+    data_dir: str | None = cli.arg(None, "folder with MNIST's IDX files, if you have them "
+                                         "(otherwise the usual search order)")
+    cifar_data_dir: str | None = cli.arg(None, "folder with CIFAR-10's binary version, if you "
+                                               "have it")
+    torch: bool = cli.arg(True, "do not measure PyTorch's figures even if torch is installed")
+    only: tuple[str, ...] = cli.arg((), "run only these experiments", choices=NAMES,
+                                    metavar="NAME")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
 
     def __post_init__(self):
-        unknown = [n for n in self.only if n not in NAMES]
-        cli.check(not unknown, f"--only: unknown experiment(s) {', '.join(unknown)}; choose from "
-                               f"{', '.join(NAMES)}")
+        cli.check_fields(self)
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
+import numpy as np
+
+from jaxnets.errors import DataUnavailable
+
+Row = dict[str, Any]
+STATUS_MATCH, STATUS_DIFF, STATUS_NOT_RUN = "matches", "differs", "not run"
 
 
 def row(experiment: str, figure: str, tutorial: str, ours: str, status: str, *,
@@ -203,7 +214,7 @@ def _mnist(config: Config, out: str) -> tuple[dict, list[Row]]:
     rows, metrics = [], {}
     for optimizer in ("sgd", "adam"):
         cfg = mnist.Config(optimizer=optimizer, data_dir=config.data_dir,
-                           dataset="mnist", out=os.path.join(out, optimizer), progress=False)
+                           out=os.path.join(out, optimizer), progress=False)
         train_set, test_set, notice = mnist.load_data(cfg)
         init_key, data_key, _ = mnist.make_keys(cfg.seed)
         state = mnist.init_state(cfg, init_key)
@@ -283,7 +294,6 @@ EXPERIMENTS: dict[str, Callable[[Config, str], tuple[dict, list[Row]]]] = {
     "two_layer": _two_layer, "lenet": _lenet, "mnist": _mnist,
     "linear_classifier": _linear_classifier, "cifar10": _cifar10, "resnet_step": _resnet_step,
 }
-NAMES = tuple(EXPERIMENTS)
 DATA_NEEDED = {"mnist": "mnist", "linear_classifier": "fashion_mnist", "cifar10": "cifar10"}
 
 
@@ -352,7 +362,9 @@ def run(config: Config) -> dict:
     names = config.only or NAMES
     rows: list[Row] = []
     runs: dict[str, dict] = {}
-    bar = tqdm(names, desc="report", disable=None if config.progress else True, leave=False)
+    say = cli.Reporter(config.quiet).say
+    bar = tqdm(names, desc="report", leave=False,
+               disable=None if config.progress and not config.quiet else True)
     for name in bar:
         bar.set_postfix_str(name)
         r, info = run_one(name, config)
@@ -360,41 +372,20 @@ def run(config: Config) -> dict:
         runs[name] = info
         with tqdm.external_write_mode():
             state = "ok" if info["ok"] else "not run (data missing)"
-            print(f"[report] {name}: {state} in {info['seconds']:.1f}s")
+            say(f"[report] {name}: {state} in {info['seconds']:.1f}s")
     report = {"quick": config.quick, "rows": rows, "runs": runs}
     os.makedirs(config.out, exist_ok=True)
     path_md = os.path.join(config.out, "REPRODUCTION.md")
     with open(path_md, "w") as f:
         f.write(markdown(rows, runs, config))
     cli.write_json(os.path.join(config.out, "reproduction.json"), report)
-    print(f"wrote {path_md} and {os.path.join(config.out, 'reproduction.json')}")
+    cli.Reporter(config.quiet).wrote(path_md, os.path.join(config.out, "reproduction.json"))
     return report
 
 
-def build_parser():
-    p = cli.parser("report", __doc__)
-    p.add_argument("--quick", action="store_true", help="quick settings (< 5 minutes on 2 CPUs)")
-    p.add_argument("--data-dir", default=None, help="folder with MNIST's IDX files, if you have "
-                                                    "them (otherwise the usual search order)")
-    p.add_argument("--cifar-data-dir", default=None,
-                   help="folder with CIFAR-10's binary version, if you have it")
-    p.add_argument("--no-torch", action="store_true",
-                   help="do not measure PyTorch's figures even if torch is installed")
-    p.add_argument("--only", nargs="+", default=(), metavar="NAME",
-                   help=f"run only these experiments ({', '.join(NAMES)})")
-    cli.add_out(p, "runs/report")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(quick=args.quick, out=args.out, data_dir=args.data_dir,
-                  cifar_data_dir=args.cifar_data_dir, torch=not args.no_torch,
-                  only=tuple(args.only), progress=not args.no_progress)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,54 @@ import os
 import sys
 import time
 
+from experiments import cli
+
+
+def final_feature_size(size: int) -> int:
+    """Side of layer4's feature map for a size x size input (conv1, maxpool, 3 stride-2 stages)."""
+    for _ in range(5):  # each is floor((s + 2p - k) / 2) + 1, which here is floor((s - 1) / 2) + 1
+        size = (size - 1) // 2 + 1
+    return size
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    size: int = cli.arg(64, "image side (torch.rand(1, 3, 64, 64))")
+    batch_size: int = cli.arg(1, "batch size")
+    num_classes: int = cli.arg(1000, "fc outputs and label width (labels = torch.rand(1, 1000))")
+    lr: float = cli.arg(1e-2, "learning rate")
+    momentum: float = cli.arg(0.9, "SGD momentum")
+    seed: int = cli.seed()
+    weights: str | None = cli.arg(None, "torchvision resnet18 state_dict to start from (.pth via "
+                                        "torch.load(weights_only=True), or .safetensors without "
+                                        "torch)")
+    pretrained: bool = cli.arg(False, "start from torchvision's ResNet18_Weights.DEFAULT, "
+                                      "downloaded once into torch.hub's cache (offline: pass "
+                                      "the file with --weights)")
+    export: str | None = cli.arg(None, "write the state_dict after the step to this "
+                                       ".safetensors file")
+    out: str = cli.out("resnet_step")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_positive(self, "size", "batch_size", "num_classes", "lr")
+        cli.check(self.momentum >= 0, "momentum", f"must be >= 0, got {self.momentum}")
+        side = final_feature_size(self.size)
+        cli.check(self.batch_size * side * side > 1, "size",
+                  f"{self.size} with {cli.flag('batch_size')} {self.batch_size} leaves layer4 one "
+                  "value per channel, and training-mode BatchNorm needs more (PyTorch raises "
+                  f"too); use {cli.flag('size')} 33 or more, or {cli.flag('batch_size')} 2")
+        cli.check(self.export is None or self.export.endswith(".safetensors"), "export",
+                  f"{self.export}: the file name must end in .safetensors")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 
-from experiments import cli
 from jaxnets import models, optim, resnet, torch_io, train
 from jaxnets.errors import CheckpointError
 
@@ -49,43 +93,6 @@ REFERENCE: dict[str, tuple[str, str]] = {
     "parameters": ("11,689,512", ("torchvision resnet18: sum(p.numel() for p in "
                                   "model.parameters()), checked by tests/test_resnet.py")),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    size: int = 64                  # torch.rand(1, 3, 64, 64)
-    batch_size: int = 1
-    num_classes: int = 1000         # labels = torch.rand(1, 1000)
-    lr: float = 1e-2
-    momentum: float = 0.9
-    seed: int = 0
-    weights: str | None = None      # a torchvision resnet18 state_dict (.pth or .safetensors)
-    pretrained: bool = False        # torchvision's weights, downloaded once (torch.hub's cache)
-    export: str | None = None       # write the state_dict after the step (.safetensors)
-    out: str = "runs/resnet_step"
-    verbose: bool = True
-
-    def __post_init__(self):
-        cli.check(self.size >= 1, f"--size must be at least 1, got {self.size}")
-        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check(self.num_classes >= 1, f"--num-classes must be at least 1, got "
-                                         f"{self.num_classes}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        cli.check(self.momentum >= 0, f"--momentum must be >= 0, got {self.momentum}")
-        side = final_feature_size(self.size)
-        cli.check(self.batch_size * side * side > 1,
-                  f"--size {self.size} with --batch-size {self.batch_size} leaves layer4 one "
-                  "value per channel, and training-mode BatchNorm needs more (PyTorch raises "
-                  "too); use --size 33 or more, or --batch-size 2")
-        cli.check(self.export is None or self.export.endswith(".safetensors"),
-                  f"--export {self.export}: the file name must end in .safetensors")
-
-
-def final_feature_size(size: int) -> int:
-    """Side of layer4's feature map for a size x size input (conv1, maxpool, 3 stride-2 stages)."""
-    for _ in range(5):  # each is floor((s + 2p - k) / 2) + 1, which here is floor((s - 1) / 2) + 1
-        size = (size - 1) // 2 + 1
-    return size
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -178,7 +185,8 @@ def run(config: Config) -> dict:
     Returns:
       the metrics written to metrics.json.
     """
-    say = print if config.verbose else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     init_key, _, step_key = run_keys(config.seed)
     model = resnet.ResNet18(config.num_classes)
     variables, batches_tracked, source = starting_weights(config, init_key)
@@ -205,52 +213,23 @@ def run(config: Config) -> dict:
     path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     say(f"loss before the step: {step['loss_before']:.6f}")
     say(f"loss after the step:  {step['loss_after']:.6f}  (training-mode BatchNorm, same data)")
-    say(cli.comparison([
+    report.compare([
         ("parameters", f"{REFERENCE['parameters'][0]} (torchvision)", f"{num_params:,}"),
         ("loss before / after", TUTORIAL["loss before / after"],
          f"{step['loss_before']:.4f} / {step['loss_after']:.4f}"),
         ("compile / step seconds", "-",
          f"{step['compile_seconds']:.2f} / {step['step_seconds']:.3f}"),
-    ]))
+    ])
     if metrics["export"]:
         say(f"exported the state_dict after the step to {metrics['export']} (torchvision keys; "
             "load with safetensors.torch.load_file + model.load_state_dict)")
-    say(f"wrote {path}")
+    report.wrote(path)
     return metrics
 
 
-def build_parser():
-    p = cli.parser("resnet_step", __doc__)
-    p.add_argument("--weights", default=None,
-                   help="torchvision resnet18 state_dict to start from (.pth via torch.load("
-                        "weights_only=True), or .safetensors without torch)")
-    p.add_argument("--pretrained", action="store_true",
-                   help="start from torchvision's ResNet18_Weights.DEFAULT, downloaded once into "
-                        "torch.hub's cache (offline: pass the file with --weights)")
-    p.add_argument("--export", default=None,
-                   help="write the state_dict after the step to this .safetensors file")
-    p.add_argument("--size", type=cli.positive_int, default=64, help="image side (64)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=1, help="batch size (1)")
-    p.add_argument("--num-classes", type=cli.positive_int, default=1000,
-                   help="fc outputs and label width (1000)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-2, help="learning rate (1e-2)")
-    p.add_argument("--momentum", type=cli.nonnegative_float, default=0.9,
-                   help="SGD momentum (0.9)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/resnet_step")
-    p.add_argument("--quiet", action="store_true", help="print nothing")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(size=args.size, batch_size=args.batch_size, num_classes=args.num_classes,
-                  lr=args.lr, momentum=args.momentum, seed=args.seed, weights=args.weights,
-                  pretrained=args.pretrained, export=args.export, out=args.out,
-                  verbose=not args.quiet)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,35 @@ import json
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    epochs: int = cli.arg(100, "epochs of the seed's training_loop")
+    lr: float = cli.arg(1e-4, "its learning rate")
+    norm_epochs: int = cli.arg(5000, "epochs on the normalised t_un, hand loop and optax SGD")
+    norm_lr: float = cli.arg(1e-2, "their learning rate")
+    adam_epochs: int = cli.arg(2000, "epochs of Adam on the raw t_u")
+    adam_lr: float = cli.arg(1e-1, "Adam's learning rate")
+    delta: float = cli.arg(0.1, "finite-difference step")
+    out: str = cli.out("thermometer")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_positive(self, "epochs", "norm_epochs", "adam_epochs", "lr", "norm_lr",
+                           "adam_lr", "delta")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import cli
 from jaxnets import optim, plots
 from jaxnets import thermometer as thermo
 
@@ -67,28 +90,6 @@ REFERENCE: dict[str, tuple[str, str]] = {
 def figure_value(text: str) -> np.ndarray:
     """A TUTORIAL/REFERENCE value ("29.022669", "[0.2327, -0.0438]") as float64 numbers."""
     return np.asarray(json.loads(text), np.float64)
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    epochs: int = 100          # the seed's training_loop
-    lr: float = 1e-4
-    norm_epochs: int = 5000    # the book's normalised-input run (also optax SGD)
-    norm_lr: float = 1e-2
-    adam_epochs: int = 2000    # the book's Adam run on the raw t_u
-    adam_lr: float = 1e-1
-    delta: float = 0.1         # finite-difference step
-    out: str = "runs/thermometer"
-    progress: bool = True      # print
-
-    def __post_init__(self):
-        for name in ("epochs", "norm_epochs", "adam_epochs"):
-            value = getattr(self, name)
-            cli.check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("lr", "norm_lr", "adam_lr", "delta"):
-            value = getattr(self, name)
-            cli.check(np.isfinite(value) and value > 0,
-                      f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
 
 def fmt(v) -> str:
@@ -278,7 +279,8 @@ def run(config: Config) -> dict:
     Returns:
       metrics.json's content (arrays as jax/numpy arrays).
     """
-    say = print if config.progress else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     t_c, t_u = thermo.data()
     say("[thermometer] seed 003: t_c = w * t_u + b on 11 readings, float32")
     first = first_look(t_u, t_c, say)
@@ -301,41 +303,17 @@ def run(config: Config) -> dict:
     metrics["plots"] = write_plots(config, t_u, t_c, history, fits)
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     say("")
-    say(cli.comparison(comparison_rows(config, metrics),
-                       title="seed 003 vs. jaxnets (float32; the seed and the book print 6 "
-                             "decimals, half a unit of which is 2 ulps near 2.93)"))
-    say(f"(book): {_BOOK}")
-    say(f"wrote {os.path.join(config.out, 'metrics.json')}, {metrics['plots'][0]} and "
-        f"{metrics['plots'][1]}")
+    report.compare(comparison_rows(config, metrics),
+                   title="seed 003 vs. jaxnets (float32; the seed and the book print 6 "
+                         "decimals, half a unit of which is 2 ulps near 2.93)")
+    report.say(f"(book): {_BOOK}")
+    report.wrote(os.path.join(config.out, "metrics.json"), *metrics["plots"])
     return metrics
 
 
-def build_parser():
-    p = cli.parser("thermometer", __doc__)
-    p.add_argument("--epochs", type=cli.positive_int, default=100,
-                   help="epochs of the seed's training_loop (100)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-4,
-                   help="its learning rate (1e-4)")
-    p.add_argument("--norm-epochs", type=cli.positive_int, default=5000,
-                   help="epochs on the normalised t_un, hand loop and optax SGD (5000)")
-    p.add_argument("--norm-lr", type=cli.positive_float, default=1e-2,
-                   help="their learning rate (1e-2)")
-    p.add_argument("--adam-epochs", type=cli.positive_int, default=2000,
-                   help="epochs of Adam on the raw t_u (2000)")
-    p.add_argument("--adam-lr", type=cli.positive_float, default=1e-1,
-                   help="Adam's learning rate (1e-1)")
-    cli.add_out(p, "runs/thermometer")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(epochs=args.epochs, lr=args.lr, norm_epochs=args.norm_epochs,
-                  norm_lr=args.norm_lr, adam_epochs=args.adam_epochs, adam_lr=args.adam_lr,
-                  out=args.out)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

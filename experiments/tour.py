@@ -6,8 +6,9 @@ console (`code.InteractiveConsole`, the standard library's interactive interpret
 only the tour's printed `preamble`, and prints every line at its `>>> ` / `... ` prompt with the
 output the console produced under it, as a terminal session shows it. So a transcript cannot show
 code that did not run, and pasting the preamble and a section's lines into `python` reproduces
-the section's output (tests/test_tour.py does exactly that). `run_tour` prints the chosen sections and writes their values to metrics.json;
-`--section NAME` and `--list` come from `tour_parser`. Tests call a section with `call`.
+the section's output (tests/test_tour.py does exactly that). `run_tour` prints the chosen
+sections and writes their values to metrics.json; `--section NAME` and `--list` are fields of
+each tour's Config. Tests call a section with `call`.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def plain(value):
 def check_section(section: str | None, sections: Sequence[Section]) -> None:
     """ConfigError unless section is None or one of the table's names."""
     names = [s.name for s in sections]
-    cli.check(section is None or section in names,
-              f"unknown --section {section!r}; choose one of: {', '.join(names)} (see --list)")
+    cli.check(section is None or section in names, "section",
+              f"unknown section {section!r}; choose one of: {', '.join(names)} (see --list)")
 
 
 def heading(section: Section) -> str:
@@ -171,16 +172,6 @@ def run_tour(name: str, sections: Sequence[Section], *, section: str | None, lis
                           {"experiment": name, "seed": seed, "sections": results})
     say(f"wrote {path}")
     return results
-
-
-def tour_parser(name: str, doc: str | None, sections: Sequence[Section]):
-    p = cli.parser(name, doc)
-    p.add_argument("--section", default=None, metavar="NAME",
-                   help="run one section only: " + ", ".join(s.name for s in sections))
-    p.add_argument("--list", action="store_true", help="list the sections and exit")
-    cli.add_seed(p)
-    cli.add_out(p, f"runs/{name}")
-    return p
 
 
 def note(text: str) -> str:

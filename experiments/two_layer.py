@@ -33,12 +33,35 @@ import os
 import sys
 from collections.abc import Callable
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    batch_n: int = cli.arg(100, "batch size")
+    input_data: int = cli.arg(1000, "D_in")
+    hidden_layer: int = cli.arg(100, "H")
+    output_data: int = cli.arg(10, "D_out")
+    epochs: int = cli.arg(20, "epochs")
+    lr: float = cli.arg(1e-6, "learning rate")
+    seed: int = cli.seed()
+    out: str = cli.out("two_layer")
+    progress: bool = cli.progress()
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_positive(self, "batch_n", "input_data", "hidden_layer", "output_data", "epochs",
+                           "lr")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import cli
 from jaxnets import data as D
 from jaxnets import losses, optim, plots, train
 from jaxnets.models import TwoLayerRaw, torch_repr, two_layer_sequential
@@ -56,25 +79,6 @@ TUTORIAL: dict[str, str] = {
     "loss values": "not printed (random data)",
 }
 REFERENCE: dict[str, tuple[str, str]] = {}  # no figures from elsewhere
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    batch_n: int = 100
-    input_data: int = 1000
-    hidden_layer: int = 100
-    output_data: int = 10
-    epochs: int = 20
-    lr: float = 1e-6
-    seed: int = 0
-    out: str = "runs/two_layer"
-    progress: bool = True
-
-    def __post_init__(self):
-        for name in ("batch_n", "input_data", "hidden_layer", "output_data", "epochs"):
-            value = getattr(self, name)
-            cli.check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
 
 
 def make_data(config: Config, key: jax.Array) -> dict[str, jax.Array]:
@@ -255,7 +259,8 @@ def run(config: Config, data: dict | None = None) -> dict:
       config: the run's settings.
       data: {'x', 'y', 'w1', 'w2'} to start from (tests pass PyTorch's); drawn from the seed if None.
     """
-    say = print if config.progress else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     data_key, init_key = jax.random.split(jax.random.key(config.seed))
     start = make_data(config, data_key) if data is None else {
         k: jnp.asarray(np.asarray(v), jnp.float32) for k, v in data.items()}
@@ -276,34 +281,14 @@ def run(config: Config, data: dict | None = None) -> dict:
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     say("print(model) for the Sequential version:")
     say(structure)
-    say(cli.comparison(comparison_rows(metrics)))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')} and {metrics['plots'][0]}")
+    report.compare(comparison_rows(metrics))
+    report.wrote(os.path.join(config.out, "metrics.json"), metrics["plots"][0])
     return metrics
 
 
-def build_parser():
-    p = cli.parser("two_layer", __doc__)
-    p.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs (20)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-6, help="learning rate (1e-6)")
-    p.add_argument("--batch-n", type=cli.positive_int, default=100, help="batch size (100)")
-    p.add_argument("--input-data", type=cli.positive_int, default=1000, help="D_in (1000)")
-    p.add_argument("--hidden-layer", type=cli.positive_int, default=100, help="H (100)")
-    p.add_argument("--output-data", type=cli.positive_int, default=10, help="D_out (10)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/two_layer")
-    p.add_argument("--no-progress", action="store_true", help="print nothing")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(batch_n=args.batch_n, input_data=args.input_data,
-                  hidden_layer=args.hidden_layer, output_data=args.output_data,
-                  epochs=args.epochs, lr=args.lr, seed=args.seed, out=args.out,
-                  progress=not args.no_progress)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

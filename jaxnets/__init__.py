@@ -1,27 +1,21 @@
 """jaxnets: the classic PyTorch beginner tutorials in JAX + Flax + Optax, as pure functions.
 
-Importing jaxnets touches no network and no data; tensorflow-datasets and torch are imported
-only where they are needed.
+Importing jaxnets touches no network and no data, and imports nothing heavy: the submodules and
+the names below load on first use (PEP 562), so `jaxnets.errors` (what the experiments' command
+line needs to answer --help and flag errors) imports without jax.
 """
 
-from jaxnets import (
-    checkpoint,
-    data,
-    init,
-    layers,
-    losses,
-    metrics,
-    models,
-    optim,
-    parallel,
-    plots,
-    resnet,
-    thermometer,
-    torch_io,
-    train,
-)
+from __future__ import annotations
+
+import importlib
+
 from jaxnets.errors import CheckpointError, ConfigError, DataError, DataUnavailable, JaxnetsError
-from jaxnets.train import TrainState, evaluate, fit, make_run_steps, make_train_step
+
+_SUBMODULES = frozenset({
+    "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim", "parallel",
+    "plots", "resnet", "thermometer", "torch_io", "train",
+})
+_FROM_TRAIN = frozenset({"TrainState", "evaluate", "fit", "make_run_steps", "make_train_step"})
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "DataUnavailable", "JaxnetsError",
@@ -29,3 +23,16 @@ __all__ = [
     "make_run_steps", "make_train_step", "metrics", "models", "optim", "parallel", "plots",
     "resnet", "thermometer", "torch_io", "train",
 ]
+
+
+def __getattr__(name: str):
+    """Import a submodule, or a name re-exported from jaxnets.train, when first asked for."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"jaxnets.{name}")
+    if name in _FROM_TRAIN:
+        return getattr(importlib.import_module("jaxnets.train"), name)
+    raise AttributeError(f"module 'jaxnets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -43,8 +43,9 @@ FORMAT = "jaxnets-checkpoint-1"
 # Config fields that may differ on --resume without changing the result: where files go, how
 # progress is shown, how often checkpoints are written, and how long to train in total
 # (resuming with more steps/epochs continues the run).
-HARMLESS = frozenset({"out", "progress", "data_dir", "checkpoint_dir", "resume",
-                      "checkpoint_every", "keep_checkpoints", "steps", "epochs"})
+HARMLESS = frozenset({"out", "progress", "quiet", "data_dir", "checkpoint_dir", "resume",
+                      "checkpoint_every", "keep_checkpoints", "steps", "epochs",
+                      "coordinator", "num_processes", "process_id"})
 
 
 def _config_dict(config: Any) -> dict:

@@ -1,11 +1,24 @@
-"""Exceptions for bad input. Each message names the file or argument and says how to fix it.
+"""Exceptions for bad input. Each message names the file or parameter and says how to fix it.
 
-The experiments' CLI turns any `JaxnetsError` into one line on stderr and a non-zero exit.
+A `JaxnetsError` may carry `param`, the name of the parameter (config field or function
+argument) it is about; `str(e)` then reads `param: message`. The library never names
+command-line flags: the experiments' CLI maps `param` to its flag (`batch_size` ->
+`--batch-size`) and prints the error as one line with exit status 2.
 """
+
+from __future__ import annotations
 
 
 class JaxnetsError(Exception):
     """Base class: a user-facing problem (bad data, bad config, bad checkpoint), not a bug."""
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __str__(self) -> str:
+        return f"{self.param}: {self.message}" if self.param else self.message
 
 
 class ConfigError(JaxnetsError, ValueError):

@@ -266,6 +266,6 @@ def test_cli(tmp_path, capsys):
         saved = json.load(f)
     assert saved["sections"]["variable"]["x_grad"] == [2.0]
     assert A.main(["--section", "backwards"]) == 2
-    assert "unknown --section 'backwards'" in capsys.readouterr().err
+    assert "--section: unknown section 'backwards'" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         A.Config(section="backwards")

@@ -96,9 +96,9 @@ def test_reshape_keeps_the_batch_axis():
 
 
 def test_bad_config():
-    with pytest.raises(ConfigError, match="--momentum"):
+    with pytest.raises(ConfigError, match="momentum"):
         E.Config(momentum=1.0)
-    with pytest.raises(ConfigError, match="--dataset"):
+    with pytest.raises(ConfigError, match="dataset"):
         E.Config(dataset="cifar10")
 
 

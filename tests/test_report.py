@@ -48,5 +48,5 @@ def test_report_status_differs_when_the_figure_differs(tmp_path, monkeypatch):
 
 
 def test_unknown_experiment_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown experiment"):
+    with pytest.raises(ConfigError, match="only: 'nope' is not one of tensors"):
         report.Config(only=("nope",))

@@ -277,8 +277,8 @@ def test_cli_list_section_and_bad_section(tmp_path, capsys):
     assert "=== [cat] PyTorch: torch.cat" in out and "[add]" not in out
     assert T.main(["--section", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown --section 'nope'" in err and len(err.strip().splitlines()) == 1
-    with pytest.raises(ConfigError, match="unknown --section"):
+    assert "--section: unknown section 'nope'" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ConfigError, match="section: unknown section"):
         T.Config(section="nope")
 
 
