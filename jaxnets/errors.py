@@ -5,7 +5,14 @@ The experiments' CLI turns any `JaxnetsError` into one line on stderr and a non-
 
 
 class JaxnetsError(Exception):
-    """Base class: a user-facing problem (bad data, bad config, bad checkpoint), not a bug."""
+    """Base class: a user-facing problem (bad data, bad config, bad checkpoint), not a bug.
+
+    `param` names the parameter at fault (e.g. 'checkpoint_dir'), for the CLI to name its flag.
+    """
+
+    def __init__(self, message, param=None):
+        super().__init__(message)
+        self.param = param
 
 
 class ConfigError(JaxnetsError, ValueError):
