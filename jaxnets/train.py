@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import signal
 import threading
@@ -378,6 +379,13 @@ def run_training(
     if mesh is None:  # (with a mesh, _loop replicates the data over it)
         data = {k: v if isinstance(v, jax.Array) else to_device({k: v})[k]
                 for k, v in data.items()}
+
+    left = num_steps - int(state.step)
+    if unroll == 1 and left % chunk_size and 4 * math.gcd(chunk_size, left) >= chunk_size:
+        # Equal chunks: one compiled loop instead of a second compile for a shorter last chunk.
+        # Only without unrolling, where the chunk partition cannot change the results (XLA
+        # fuses an unrolled loop's remainder differently).
+        chunk_size = math.gcd(chunk_size, left)
 
     def after_chunk(state):
         if on_chunk is not None:
