@@ -139,7 +139,6 @@ class Loop:
         return executable, seconds
 
 
-@functools.lru_cache(maxsize=64)
 def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int = 1) -> Loop:
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])` in one jit.
 
@@ -161,6 +160,12 @@ def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int =
     No buffer donation: callers keep their input state (resume tests and benchmarks reuse it),
     and these models are small enough that the copy costs nothing measurable.
     """
+    return _loop_for(train_step, mesh, unroll)
+
+
+@functools.lru_cache(maxsize=64)
+def _loop_for(train_step: Callable, mesh: Mesh | None, unroll: int) -> Loop:
+    """make_run_steps's Loop, one per (train_step, mesh, unroll)."""
 
     def run_steps(state, data, idx, mask, key):
         def body(state, xs):

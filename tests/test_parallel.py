@@ -59,8 +59,8 @@ SCRIPT = textwrap.dedent("""
                          placed[2]).compile().as_text()
         out[name] = {
             "param_diff": max(jax.tree.leaves(diff)),
-            "loss_diff": float(np.max(np.abs(r1["metrics"]["loss"] - r8["metrics"]["loss"]))),
-            "losses": r8["metrics"]["loss"].tolist(),
+            "loss_diff": float(np.max(np.abs(r1.metrics["loss"] - r8.metrics["loss"]))),
+            "losses": r8.metrics["loss"].tolist(),
             "param_devices": len(leaf.sharding.device_set),
             "replicated": leaf.sharding.is_fully_replicated,
             "all_reduce": "all-reduce" in hlo,
