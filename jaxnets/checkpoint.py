@@ -444,7 +444,7 @@ def restore_state(directory: str, state: Any, step: int | None = None) -> Any:
     if not os.path.isdir(directory):
         raise CheckpointError(f"{directory}: no such checkpoint folder", param="checkpoint_dir")
     manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                    handler_registry=_registry(("state", "meta")))
+                                    handler_registry=_registry(("state", "meta", "history")))
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
