@@ -450,3 +450,48 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
         got = json.load(f)
     assert got["losses"] == ref["losses"] and len(got["losses"]) == 200
     assert got["test_accuracy"] == ref["test_accuracy"]
+
+
+# --- Ctrl-C / SIGTERM, in the middle of an asynchronous save ----------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_during_a_save_exits_promptly_and_resumes(tmp_path, fashion, signum):
+    """Issue: Ctrl-C while orbax was writing hung ~300 s, then printed orbax tracebacks. Now the
+    signal stops the run after the current chunk, the pending save lands, the lock is released,
+    and the last checkpoint resumes."""
+    del fashion
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+    ckdir = tmp_path / "c"
+    argv = [sys.executable, "-m", "experiments.mnist", "--dataset", "fashion_mnist", "--steps",
+            "1000", "--batch-size", "1000", "--checkpoint-every", "25", "--no-progress",
+            "--checkpoint-dir", str(ckdir), "--out", str(tmp_path / "o")]
+    victim = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+
+    def saving() -> bool:   # orbax writes a step into a temporary folder, renamed when done
+        try:
+            return any("tmp" in n for n in os.listdir(ckdir))
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 240
+    while victim.poll() is None and time.monotonic() < deadline and not (
+            _steps(ckdir) and saving()):
+        time.sleep(0.001)
+    mid_save = saving()
+    victim.send_signal(signum)
+    try:
+        # A hang guard, not a timing assertion: the bug waited ~300 s.
+        _, err = victim.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        victim.kill()
+        pytest.fail(f"no exit 120 s after the signal (mid-save: {mid_save})")
+    assert victim.returncode == 128 + signum, err
+    assert "Traceback" not in err, err
+    at_stop = _steps(ckdir)
+    assert at_stop and max(at_stop) < 1000, at_stop
+    assert not (ckdir / checkpoint.LOCK).exists()
+    resumed = subprocess.run(argv + ["--resume", "--steps", "1000"], check=False, cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {max(at_stop)};" in resumed.stdout
