@@ -450,6 +450,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
         got = json.load(f)
     assert got["losses"] == ref["losses"] and len(got["losses"]) == 200
     assert got["test_accuracy"] == ref["test_accuracy"]
+    differ = {"compile_seconds", "train_seconds", "plots"}
+    assert {k: v for k, v in got.items() if k not in differ} == {
+        k: v for k, v in ref.items() if k not in differ}
 
 
 # --- Ctrl-C / SIGTERM, in the middle of an asynchronous save ----------------------------------

@@ -198,6 +198,16 @@ def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys)
     assert np.array_equal(second["losses"], metrics["losses"])
     prints = [ln for ln in lines if ln.startswith(("[2,", "[3,"))]
     assert prints and prints == [ln for ln in second_lines if " loss: " in ln]
+    # metrics.json equals the uninterrupted run's (timing, places and the resume step aside):
+    # running_losses holds every print, those before the resume too.
+    differ = {"compile_seconds", "train_seconds", "resumed_step", "weights", "plots"}
+    with open(os.path.join(out, "metrics.json")) as f:
+        whole = json.load(f)
+    with open(tmp_path / "b" / "metrics.json") as f:
+        got = json.load(f)
+    assert len(got["running_losses"]) == len(whole["running_losses"]) == 6
+    assert {k: v for k, v in got.items() if k not in differ} == {
+        k: v for k, v in whole.items() if k not in differ}
 
     # From the command line: a used folder without --resume, or other settings, is one line on
     # stderr and exit 2, and the checkpoints stay as they were.
@@ -206,7 +216,7 @@ def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys)
             "--checkpoint-dir", ckpt, "--checkpoint-every", "25", "--out", str(tmp_path / "c")]
     assert cifar10.main(argv + ["--lr", "0.01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "already holds checkpoints (latest step 150); pass --resume" in err[0]
+    assert len(err) == 1 and "already holds checkpoints (latest step 150); resume" in err[0]
     assert cifar10.main(argv + ["--resume", "--lr", "0.02"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings (lr 0.01 -> 0.02)" in err[0]
