@@ -10,7 +10,6 @@ import json
 import os
 import tarfile
 
-import jax
 import numpy as np
 import pytest
 import torch
@@ -21,7 +20,7 @@ from torch import nn
 from experiments import cifar10
 from experiments import pytorch_reference as ref
 from jaxnets import data as D
-from jaxnets import torch_io
+from jaxnets import torch_io, train
 from jaxnets.data import cifar
 from jaxnets.errors import ConfigError
 
@@ -149,11 +148,11 @@ def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
     out, metrics, _ = full_run
     cfg = config(cifar_dir, out)
     train_set = D.load("cifar10", "train", cifar_dir)
-    init_key, data_key, _ = jax.random.split(jax.random.key(cfg.seed), 3)
+    keys = train.split_keys(cfg.seed)    # the experiment's split: init, data, train
     net = Net()
-    initial = torch_io.to_state_dict({"params": cifar10.init_state(cfg, init_key).params})
+    initial = torch_io.to_state_dict({"params": cifar10.init_state(cfg, keys.init).params})
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
-    sampler = D.EpochSampler(len(train_set), cfg.batch_size, data_key)
+    sampler = D.EpochSampler(len(train_set), cfg.batch_size, keys.data)
     steps = cfg.epochs * STEPS_PER_EPOCH
     idx, _ = sampler.indices(0, steps)   # the shuffled loader's batches, epoch by epoch
 
