@@ -124,6 +124,10 @@ class Loop:
     def __call__(self, *args):
         return self._jit(*args)
 
+    def lower(self, *args):
+        """`jax.jit(run_steps).lower(...)`, e.g. to read the compiled HLO."""
+        return self._jit.lower(*args)
+
     def compiled(self, *args) -> tuple[Callable, float]:
         """The executable for these inputs' shapes, dtypes and placements, and the seconds spent
         lowering and compiling it now (0.0 when an earlier call compiled it)."""
