@@ -259,8 +259,10 @@ def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
 def test_config_checks():
     with pytest.raises(ConfigError, match="--momentum"):
         cifar10.Config(momentum=1.5)
-    with pytest.raises(ConfigError, match="--resume needs --checkpoint-dir"):
+    # (the library names the parameter; the CLI translates it to --checkpoint-dir)
+    with pytest.raises(ConfigError, match="resume needs a checkpoint folder") as info:
         cifar10.Config(resume=True)
+    assert info.value.param == "checkpoint_dir"
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
 
 
