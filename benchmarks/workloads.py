@@ -1,7 +1,7 @@
 """The benchmark workloads: each is the same work for the tutorial's PyTorch code and jaxnets.
 
 The jaxnets side goes through the experiments' own building blocks and the one training loop
-(`train.make_run_steps` + `train.fit`, or the experiment's jitted loop), exactly as the
+(`train.run_training`, `train.fit`, or the experiment's jitted loop), exactly as the
 experiment's `run` does, minus the evaluation/plots/JSON around it. A side's builder returns
 `prepare()`, which makes a fresh model state (untimed) and returns the timed `run()`.
 
@@ -184,9 +184,9 @@ def torch_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
 
 def _fit_runner(make_state: Callable, run_steps, data, sampler, steps: int, key,
                 chunk_size: int) -> Callable:
-    """prepare() for a `train.fit` run: a fresh copy of one initial state each time (run_steps
-    donates its state). Copies, not new states: the optimizer is a static field of TrainState,
-    and a new optax object per run would make every run compile again."""
+    """prepare() for a `train.fit` run (experiments that build their own loop): a fresh copy of
+    one initial state each time. Copies, not new states: the optimizer is a static field of
+    TrainState, and a new optax object per run would make every run compile again."""
     import jax
     import jax.numpy as jnp
 
@@ -206,6 +206,31 @@ def _fit_runner(make_state: Callable, run_steps, data, sampler, steps: int, key,
     return prepare
 
 
+def _driver_runner(initial, train_step, images, labels, sampler, steps: int, keys,
+                   chunk_size: int, unroll: int = 1) -> Callable:
+    """prepare() for `train.run_training`, the driver the training experiments call (without
+    checkpoints): a fresh copy of one initial state each time, the data on the device once, and
+    the same train_step object, so the compiled loop is reused across runs."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnets import data as D
+    from jaxnets import train
+
+    device_data = D.to_device({"image": images, "label": labels})
+
+    def prepare():
+        state = jax.tree.map(jnp.copy, initial)
+
+        def run():
+            return train.run_training(state, train_step, device_data, sampler, steps, keys,
+                                      chunk_size=chunk_size, unroll=unroll, progress=False)
+
+        return run
+
+    return prepare
+
+
 def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Callable:
     import jax
     import jax.numpy as jnp
@@ -219,27 +244,22 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
 
         config = mnist.Config(optimizer=name.split("_")[1], steps=steps, progress=False)
         images, labels = _load(directory, "mnist_images"), _load(directory, "mnist_labels")
-        init_key, data_key, train_key = mnist.make_keys(config.seed)
-        features = int(np.prod(images.shape[1:]))
-        apply_fn = mnist.init_state(config, init_key, features).apply_fn
-        run_steps = mnist.make_run_steps(apply_fn)
-        data = D.to_device({"image": images, "label": labels})
-        return _fit_runner(lambda: mnist.init_state(config, init_key, features), run_steps, data,
-                           mnist.sampler(config, len(images), data_key), steps, train_key,
-                           min(steps, 1000))
+        keys = train.split_keys(config.seed)
+        state = mnist.init_state(config, keys.init, int(np.prod(images.shape[1:])))
+        return _driver_runner(state, mnist.train_step(state.apply_fn), images, labels,
+                              mnist.sampler(config, len(images), keys.data), steps, keys,
+                              min(steps, 1000), mnist.UNROLL)
     if name in ("lenet_b4", "lenet_b128"):
         # experiments.cifar10.run's training path (LeNet, PyTorch's SGD, in-graph Normalize).
         from experiments import cifar10
 
         config = cifar10.Config(batch_size=WORKLOADS[name].examples_per_step, progress=False)
         images, labels = _load(directory, "cifar_images"), _load(directory, "cifar_labels")
-        init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-        apply_fn = cifar10.init_state(config, init_key).apply_fn
-        run_steps = cifar10.make_run_steps(apply_fn)
-        data = D.to_device({"image": images, "label": labels})
-        sampler = D.EpochSampler(len(images), config.batch_size, data_key)
-        return _fit_runner(lambda: cifar10.init_state(config, init_key), run_steps, data, sampler,
-                           steps, train_key, config.print_every)
+        keys = train.split_keys(config.seed)
+        state = cifar10.init_state(config, keys.init)
+        sampler = D.EpochSampler(len(images), config.batch_size, keys.data)
+        return _driver_runner(state, cifar10.train_step(state.apply_fn), images, labels, sampler,
+                              steps, keys, config.print_every)
     if name == "thermometer":
         from experiments import thermometer as E
         from jaxnets import thermometer as thermo

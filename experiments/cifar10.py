@@ -100,11 +100,14 @@ def init_params(key: jax.Array) -> dict:
     return MODEL.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
 
 
-def make_run_steps(apply_fn, mesh=None):
-    """The compiled training loop (`train.make_run_steps`): cross-entropy on `preprocess`ed
-    images, one step per loop iteration; the benchmark times the same one."""
-    loss_fn = train.classification_loss(apply_fn, preprocess)
-    return train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
+def train_step(apply_fn):
+    """The tutorial's training step: cross-entropy on `preprocess`ed images (one step per loop
+    iteration); the benchmark times the same."""
+    return train.make_train_step(train.classification_loss(apply_fn, preprocess))
+
+
+# Settings that may change on resume without changing the result.
+MAY_DIFFER = cli.RUN_OPTIONS + ("epochs", "print_every")
 
 
 def init_state(config: Config, key: jax.Array) -> train.TrainState:
@@ -150,14 +153,14 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     train_set, test_set = load_data(config) if data is None else data
     classes = train_set.class_names
     os.makedirs(config.out, exist_ok=True)
-    init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    state = init_state(config, init_key)
+    keys = train.split_keys(config.seed)
+    state = init_state(config, keys.init)
     n_params = models.count_params(state.params)
     report.say(f"[cifar10] {len(train_set)} train / {len(test_set)} test images from "
           f"{train_set.source}; LeNet with {n_params:,} parameters; batch {config.batch_size}, "
           f"SGD lr {config.lr} momentum {config.momentum}, {config.epochs} epochs")
 
-    sampler = D.EpochSampler(len(train_set), config.batch_size, data_key)
+    sampler = D.EpochSampler(len(train_set), config.batch_size, keys.data)
     # "Show some training images": the first batch of the shuffled loader.
     first = sampler.epoch_batches(0)[0][0][: min(config.batch_size, len(train_set))]
     grid_train = plots.image_grid(unnormalize(train_set.images[first]),
@@ -166,36 +169,26 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
     report.say(" ".join(f"{classes[j]:5s}" for j in train_set.labels[first]))
 
     path = os.path.join(config.out, "cifar_net.safetensors")
-    result, history, resumed_step, prints = None, {}, 0, []
+    history = None
     if config.weights is None:
         spe = sampler.steps_per_epoch
-        num_steps = config.epochs * spe
-        ckpt = checkpoint.Checkpoints.for_run(config, harmless={"print_every"})
-        state, train_key = ckpt.resume_or_start(state, train_key)
-        if ckpt.status:
-            report.say(ckpt.status)
-        resumed_step = ckpt.resumed_step
-        seen = list(ckpt.metrics().get("loss", []))   # losses before a resume, for the windows
 
-        def on_chunk(state, metrics):
-            ckpt.on_chunk(state, metrics)
-            start = len(seen)
-            seen.extend(metrics["loss"])
-            for epoch, i, value in running_losses(np.asarray(seen), spe, config.print_every,
-                                                  start):
-                prints.append((epoch, i, value))
-                report.say(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # visible when piped
+        def on_chunk(state, history):
+            for epoch, i, value in running_losses(history.metrics["loss"], spe,
+                                                  config.print_every, history.chunk_start):
+                history.log("running_losses", [epoch, i, value])
+                report.say(f"[{epoch}, {i:5d}] loss: {value:.3f}", flush=True)  # seen when piped
 
-        mesh = cli.device_mesh(config.devices)  # None: one device
-        device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
-        run_steps = make_run_steps(state.apply_fn, mesh)
-        state, result = train.fit(state, run_steps, device_data, sampler, num_steps, train_key,
-                                  chunk_size=ckpt.chunk_size(config.print_every),
-                                  progress=config.progress and not config.quiet,
-                                  desc="cifar10", on_chunk=on_chunk,
-                                  mesh=mesh)
-        ckpt.finish(state)
-        history = ckpt.metrics(result["metrics"])
+        ckpt = checkpoint.Checkpoints(config.checkpoint_dir, every=config.checkpoint_every,
+                                      keep=config.keep_checkpoints, resume=config.resume,
+                                      config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
+                                      name="experiments.cifar10")
+        state, history = train.run_training(
+            state, train_step(state.apply_fn),
+            {"image": train_set.images, "label": train_set.labels}, sampler,
+            config.epochs * spe, keys, checkpoints=ckpt, chunk_size=config.print_every,
+            devices=config.devices, progress=config.progress and not config.quiet,
+            desc="cifar10", on_chunk=on_chunk, report=report.say)
         report.say("Finished Training")
         # PATH = './cifar_net.pth'; torch.save(net.state_dict(), PATH): safetensors, not pickle.
         checkpoint.export_state_dict(path, {"params": state.params})
@@ -220,18 +213,20 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
 
     correct = int((predicted == test_set.labels).sum())
     total = len(test_set)
-    print(f"Accuracy of the network on the {total} test images: {100 * correct // total} %")
+    report.say(f"Accuracy of the network on the {total} test images: {100 * correct // total} %")
     per_class = M.per_class_accuracy(M.confusion_matrix(test_set.labels, predicted,
                                                         len(classes)))
     for name, acc in zip(classes, per_class):
         # (the tutorial divides by the class's count; a class absent from a small test set
         # would be a ZeroDivisionError there)
         shown = f"{100 * acc:.1f} %" if np.isfinite(acc) else "n/a (no test images)"
-        print(f"Accuracy for class: {name:5s} is {shown}")
+        report.say(f"Accuracy for class: {name:5s} is {shown}")
 
     plot_paths = [grid_train, grid_test]
-    if history.get("loss") is not None and len(history["loss"]):
-        plot_paths.append(plots.loss_curve(history["loss"],
+    losses = history.metrics["loss"] if history is not None else []
+    prints = history.logs.get("running_losses", []) if history is not None else []
+    if len(losses):
+        plot_paths.append(plots.loss_curve(losses,
                                            os.path.join(config.out, "loss_curve.png"),
                                            title="CIFAR-10 LeNet training loss",
                                            xlabel="mini-batch", ylabel="loss"))
@@ -239,20 +234,20 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
         "experiment": "cifar10", "data_source": train_set.source, "epochs": config.epochs,
         "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
         "seed": config.seed, "parameters": n_params, "weights": weights,
-        "trained": config.weights is None, "resumed_step": resumed_step,
-        "running_losses": [list(p) for p in prints], "losses": history.get("loss", []),
+        "trained": config.weights is None,
+        "resumed_step": history.resumed_step if history is not None else 0,
+        "running_losses": prints, "losses": losses,
         "ground_truth": [classes[j] for j in test_set.labels[head]],
         "predicted": [classes[predicted[j]] for j in head],
         "correct": correct, "total": total, "test_accuracy": correct / total,
         "per_class_accuracy": {n: float(a) if np.isfinite(a) else None
                                for n, a in zip(classes, per_class)},
-        "compile_seconds": result["compile_seconds"] if result else None,
-        "train_seconds": result["train_seconds"] if result else None,
+        "compile_seconds": history.compile_seconds if history is not None else None,
+        "train_seconds": history.train_seconds if history is not None else None,
         "plots": plot_paths,
     }
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    all_prints = running_losses(history["loss"], sampler.steps_per_epoch,
-                                config.print_every) if history.get("loss") is not None else []
+    all_prints = prints
     report.compare([
         ("running loss, first print", TUTORIAL["loss_first"],
          f"{all_prints[0][2]:.3f} at [{all_prints[0][0]}, {all_prints[0][1]}]"
@@ -262,8 +257,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None) -> dict
          if all_prints else "-"),
         (f"accuracy on the {total} test images", TUTORIAL["accuracy"],
          f"{100 * correct // total} %"),
-        ("compile / train seconds", "-", f"{result['compile_seconds']:.2f} / "
-                                         f"{result['train_seconds']:.2f}" if result else "-"),
+        ("compile / train seconds", "-", f"{history.compile_seconds:.2f} / "
+                                         f"{history.train_seconds:.2f}" if history else "-"),
     ])
     report.wrote(os.path.join(config.out, "metrics.json"),
                  *([path] if config.weights is None else []), *plot_paths)

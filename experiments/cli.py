@@ -140,6 +140,14 @@ def check_positive(config: Any, *names: str) -> None:
                   f"must be a finite number > 0, got {value}")
 
 
+# Fields that say where and how a run goes, never what it computes: they may differ when a
+# checkpointed run is resumed (jaxnets.checkpoint.Checkpoints(may_differ=...)). The training
+# data is guarded by its fingerprint, so data_dir may move.
+RUN_OPTIONS = ("out", "progress", "quiet", "data_dir", "checkpoint_dir", "resume",
+               "checkpoint_every", "keep_checkpoints", "coordinator", "num_processes",
+               "process_id")
+
+
 def check_checkpoint(config: Any) -> None:
     """The checks of the checkpoint fields (before any data is loaded)."""
     check(not config.resume or config.checkpoint_dir is not None, "resume",

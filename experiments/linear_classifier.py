@@ -83,15 +83,13 @@ BASELINE = {"fashion_mnist": ("about 84% (logistic-regression baseline)", 0.84),
 preprocess = D.to_tensor_normalize((0.5,), (0.5,))  # ToTensor() + Normalize((0.5,), (0.5,))
 
 
-def make_keys(config: Config) -> dict[str, jax.Array]:
-    """One key per purpose from jax.random.key(seed) (the tutorial's torch.manual_seed(0))."""
-    init, shuffle, step = jax.random.split(jax.random.key(config.seed), 3)
-    return {"init": init, "shuffle": shuffle, "step": step}
-
-
 def make_sampler(config: Config, n: int) -> D.EpochSampler:
     """DataLoader(shuffle=True, batch_size): a new permutation each epoch, short last batch."""
-    return D.EpochSampler(n, config.batch_size, make_keys(config)["shuffle"])
+    return D.EpochSampler(n, config.batch_size, train.split_keys(config.seed).data)
+
+
+# Settings that may change on resume without changing the result.
+MAY_DIFFER = cli.RUN_OPTIONS + ("epochs",)
 
 
 def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
@@ -109,11 +107,11 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
                 D.load(config.dataset, "test", config.data_dir))
     train_set, test_set = data
     classes = len(train_set.class_names)
-    keys = make_keys(config)
+    keys = train.split_keys(config.seed)  # the tutorial's torch.manual_seed(0)
     model = LinearClassifier(classes)
     sample = jnp.zeros((1, *train_set.images.shape[1:]), jnp.float32)
     if params is None:
-        params = jax.jit(model.init)(keys["init"], sample)["params"]
+        params = jax.jit(model.init)(keys.init, sample)["params"]
     report.say(torch_repr(model, sample))
     state = train.TrainState.create(model.apply, params,
                                     optim.sgd(config.lr, momentum=config.momentum))
@@ -123,51 +121,43 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
           f"from {train_set.source}); {config.epochs} epochs of {steps_per_epoch} batches of "
           f"{config.batch_size}; SGD lr {config.lr} momentum {config.momentum}")
 
-    loss_fn = train.classification_loss(model.apply, preprocess)
-    mesh = cli.device_mesh(config.devices)  # None: one device
-    run_steps = train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh)
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
-    epochs: list[dict] = []
-    ckpt = checkpoint.Checkpoints.for_run(dataclasses.replace(
-        config, checkpoint_every=config.checkpoint_every or steps_per_epoch))
-    state, step_key = ckpt.resume_or_start(state, keys["step"])
-    if ckpt.status:
-        report.say(ckpt.status)
-    seen: dict[str, list] = {}  # this process's per-step metrics (ckpt adds the resumed ones)
 
-    def on_chunk(state, chunk):
-        ckpt.on_chunk(state, chunk)
-        for k, v in chunk.items():
-            seen.setdefault(k, []).append(v)
+
+    def on_chunk(state, history):
         step = int(state.step)
         if step % steps_per_epoch:
             return
         epoch = step // steps_per_epoch
-        history = ckpt.metrics({k: np.concatenate(v) for k, v in seen.items()})
+        metrics = history.metrics
         # Example-weighted means over the epoch (the short last batch counts for what it holds).
         counts = sampler.indices((epoch - 1) * steps_per_epoch, steps_per_epoch)[1].sum(axis=1)
-        loss = float(np.sum(history["loss"][-steps_per_epoch:] * counts) / counts.sum())
-        acc = float(np.sum(history["accuracy"][-steps_per_epoch:] * counts) / counts.sum())
+        loss = float(np.sum(metrics["loss"][-steps_per_epoch:] * counts) / counts.sum())
+        acc = float(np.sum(metrics["accuracy"][-steps_per_epoch:] * counts) / counts.sum())
         test_acc = train.evaluate(state, test_set.images, test_set.labels, preprocess)["accuracy"]
-        epochs.append({"epoch": epoch, "loss": loss, "train_accuracy": acc,
-                       "test_accuracy": test_acc})
+        history.log("per_epoch", {"epoch": epoch, "loss": loss, "train_accuracy": acc,
+                                  "test_accuracy": test_acc})
         report.say(f"Epoch [{epoch}/{config.epochs}], Loss: {loss:.4f}, "
-              f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%",
-              flush=True)
+                   f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%",
+                   flush=True)
 
-    state, result = train.fit(state, run_steps, device_data, sampler,
-                              config.epochs * steps_per_epoch, step_key,
-                              chunk_size=ckpt.chunk_size(steps_per_epoch),
-                              progress=config.progress and not config.quiet,
-                              desc="linear_classifier",
-                              on_chunk=on_chunk, mesh=mesh)
-    ckpt.finish(state)
-    losses = ckpt.metrics(result["metrics"])["loss"]  # all steps, also those before a resume
+    ckpt = checkpoint.Checkpoints(config.checkpoint_dir,
+                                  every=config.checkpoint_every or steps_per_epoch,
+                                  keep=config.keep_checkpoints, resume=config.resume,
+                                  config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
+                                  name="experiments.linear_classifier")
+    state, history = train.run_training(
+        state, train.make_train_step(train.classification_loss(model.apply, preprocess)),
+        {"image": train_set.images, "label": train_set.labels}, sampler,
+        config.epochs * steps_per_epoch, keys, checkpoints=ckpt, chunk_size=steps_per_epoch,
+        devices=config.devices, progress=config.progress and not config.quiet,
+        desc="linear_classifier", on_chunk=on_chunk, report=report.say)
+    losses = history.metrics["loss"]  # all steps, also those before a resume
+    epochs = history.logs.get("per_epoch", [])
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
     cm = M.confusion_matrix(test_set.labels, M.predictions(test["logits"]), classes)
     per_class = M.per_class_accuracy(cm)
     for name, acc in zip(train_set.class_names, per_class):
-        print(f"  accuracy of {name:>12s}: {100 * acc:5.1f}%")
+        report.say(f"  accuracy of {name:>12s}: {100 * acc:5.1f}%")
 
     os.makedirs(config.out, exist_ok=True)
     plot_cm = plots.confusion_matrix(cm, train_set.class_names,
@@ -184,7 +174,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         "seed": config.seed, "per_epoch": epochs, "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(train_set.class_names, per_class)),
         "confusion_matrix": cm, "losses": losses,
-        "compile_seconds": result["compile_seconds"], "train_seconds": result["train_seconds"],
+        "compile_seconds": history.compile_seconds, "train_seconds": history.train_seconds,
         "baseline": tutorial_text, "plots": [plot_cm, plot_loss],
     }
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
@@ -193,7 +183,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         ("final epoch loss", "- (not printed)",
          f"{epochs[-1]['loss']:.4f}" if epochs else "- (already trained: resumed at the end)"),
         ("compile / train seconds", "-",
-         f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
+         f"{history.compile_seconds:.2f} / {history.train_seconds:.2f}"),
     ])
     report.wrote(os.path.join(config.out, "metrics.json"), plot_cm, plot_loss)
     return metrics

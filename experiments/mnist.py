@@ -109,18 +109,27 @@ def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
         return train_set, test_set, notice
 
 
-def make_run_steps(apply_fn, mesh=None):
-    """The compiled training loop (`train.make_run_steps`) of seed 000's recipe; the benchmark
-    times the same one. Four steps per loop iteration: a step of this MLP takes ~0.5 ms on CPU,
-    and unrolling 4 measured ~10% faster (benchmarks/, interleaved runs)."""
-    loss_fn = train.classification_loss(apply_fn, preprocess)
-    return train.make_run_steps(train.make_train_step(loss_fn), mesh=mesh, unroll=4)
+# Four steps per loop iteration: a step of this MLP takes ~0.5 ms on CPU, and unrolling 4
+# measured ~10% faster (benchmarks/, interleaved runs).
+UNROLL = 4
 
 
-def make_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(init, data order, training) keys: all randomness of a run comes from its seed."""
-    init_key, data_key, train_key = jax.random.split(jax.random.key(seed), 3)
-    return init_key, data_key, train_key
+def train_step(apply_fn):
+    """Seed 000's training step: cross-entropy on `preprocess`ed images. The compiled loop is
+    `train.make_run_steps(train_step(apply_fn), unroll=UNROLL)`; the benchmark times the same."""
+    return train.make_train_step(train.classification_loss(apply_fn, preprocess))
+
+
+# Settings that may change on resume without changing the result.
+MAY_DIFFER = cli.RUN_OPTIONS + ("steps",)
+
+
+def checkpoints(config: Config) -> checkpoint.Checkpoints:
+    """The run's checkpoints (off without checkpoint_dir)."""
+    return checkpoint.Checkpoints(config.checkpoint_dir, every=config.checkpoint_every,
+                                  keep=config.keep_checkpoints, resume=config.resume,
+                                  config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
+                                  name="experiments.mnist")
 
 
 def sampler(config: Config, n: int, data_key: jax.Array) -> D.ReplacementSampler:
@@ -152,9 +161,9 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         train_set, test_set = data
     if notice:
         report.notice(notice)
-    init_key, data_key, train_key = make_keys(config.seed)
+    keys = train.split_keys(config.seed)
     if state is None:
-        state = init_state(config, init_key, int(np.prod(train_set.images.shape[1:])))
+        state = init_state(config, keys.init, int(np.prod(train_set.images.shape[1:])))
     rule = ("Adam" if config.optimizer == "adam" else
             "SGD, .grad zeroed each step (--zero-grad)" if config.zero_grad else
             "SGD as the seed wrote it: .grad is never zeroed, so each step subtracts "
@@ -163,21 +172,13 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
           f"{train_set.source}); optimizer: {rule}; {config.steps} steps of {config.batch_size}, "
           f"lr {config.lr}")
 
-    mesh = cli.device_mesh(config.devices)              # None: one device
-    run_steps = make_run_steps(state.apply_fn, mesh)
-    device_data = D.to_device({"image": train_set.images, "label": train_set.labels})
-    order = sampler(config, len(train_set), data_key)
-    ckpt = checkpoint.Checkpoints.for_run(config)       # a no-op without --checkpoint-dir
-    state, train_key = ckpt.resume_or_start(state, train_key)
-    if ckpt.status:
-        report.say(ckpt.status)
-    state, result = train.fit(state, run_steps, device_data, order, config.steps, train_key,
-                              chunk_size=ckpt.chunk_size(min(config.steps, 1000)),
-                              progress=config.progress and not config.quiet,
-                              desc=f"mnist/{config.optimizer}",
-                              on_chunk=ckpt.on_chunk, mesh=mesh)
-    ckpt.finish(state)
-    losses = ckpt.metrics(result["metrics"])["loss"]    # all steps, also those before a resume
+    state, history = train.run_training(
+        state, train_step(state.apply_fn), {"image": train_set.images, "label": train_set.labels},
+        sampler(config, len(train_set), keys.data), config.steps, keys,
+        checkpoints=checkpoints(config), chunk_size=min(config.steps, 1000), unroll=UNROLL,
+        devices=config.devices, progress=config.progress and not config.quiet,
+        desc=f"mnist/{config.optimizer}", report=report.say)
+    losses = history.metrics["loss"]    # all steps, also those before a resume
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
     final_loss = float(np.mean(losses[-50:]))
     metrics = {
@@ -185,7 +186,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         "optimizer": config.optimizer, "zero_grad": config.zero_grad, "steps": config.steps,
         "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
         "test_accuracy": test["accuracy"], "final_loss": final_loss, "losses": losses,
-        "compile_seconds": result["compile_seconds"], "train_seconds": result["train_seconds"],
+        "compile_seconds": history.compile_seconds, "train_seconds": history.train_seconds,
         "tutorial_accuracy": TUTORIAL_ACCURACY[config.optimizer], "notice": notice,
     }
     os.makedirs(config.out, exist_ok=True)
@@ -200,7 +201,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         (figure, TUTORIAL_ACCURACY[config.optimizer], f"{100 * test['accuracy']:.2f}%"),
         ("final loss (mean of last 50 steps)", "-", f"{final_loss:.4f}"),
         ("compile / train seconds", "-",
-         f"{result['compile_seconds']:.2f} / {result['train_seconds']:.2f}"),
+         f"{history.compile_seconds:.2f} / {history.train_seconds:.2f}"),
     ])
     report.wrote(os.path.join(config.out, "metrics.json"), plot)
     return metrics

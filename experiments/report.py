@@ -210,14 +210,15 @@ def _lenet(config: Config, out: str) -> tuple[dict, list[Row]]:
 
 def _mnist(config: Config, out: str) -> tuple[dict, list[Row]]:
     from experiments import mnist
+    from jaxnets import train
 
     rows, metrics = [], {}
     for optimizer in ("sgd", "adam"):
         cfg = mnist.Config(optimizer=optimizer, data_dir=config.data_dir,
                            out=os.path.join(out, optimizer), progress=False)
         train_set, test_set, notice = mnist.load_data(cfg)
-        init_key, data_key, _ = mnist.make_keys(cfg.seed)
-        state = mnist.init_state(cfg, init_key)
+        keys = train.split_keys(cfg.seed)
+        state = mnist.init_state(cfg, keys.init)
         m = mnist.run(cfg, data=(train_set, test_set), state=state)
         m["notice"] = notice
         metrics[optimizer] = m
@@ -225,7 +226,7 @@ def _mnist(config: Config, out: str) -> tuple[dict, list[Row]]:
         if torch_available(config):
             from experiments import pytorch_reference as ref
 
-            idx, _ = mnist.sampler(cfg, len(train_set), data_key).indices(0, cfg.steps)
+            idx, _ = mnist.sampler(cfg, len(train_set), keys.data).indices(0, cfg.steps)
             _, w1, w2 = ref.seed000_train(
                 train_set.images, train_set.labels, idx,
                 *(np.asarray(state.params[k]) for k in ("w1", "w2")), optimizer, cfg.lr)

@@ -187,7 +187,7 @@ def train_version(version: str, config: Config, start: dict, key: jax.Array) -> 
     sampler = full_batch_sampler(config)
     _, result = train.fit(state, run_steps, data, sampler, config.epochs, key,
                           chunk_size=config.epochs, progress=False, desc=version)
-    return result["metrics"]["loss"]
+    return result.metrics["loss"]
 
 
 def gradient_check(start: dict) -> dict[str, float]:

@@ -1,33 +1,36 @@
 """Checkpoints and resume (orbax), and the PyTorch state_dict exchange (safetensors).
 
-Every training experiment uses the same few lines (see experiments/mnist.py):
+The training driver uses them (see `jaxnets.train.run_training`):
 
-    ckpt = checkpoint.Checkpoints.for_run(config)    # does nothing without --checkpoint-dir
-    state, train_key = ckpt.resume_or_start(state, train_key)
-    state, result = train.fit(..., chunk_size=ckpt.chunk_size(1000), on_chunk=ckpt.on_chunk)
-    ckpt.finish(state)                               # final save, waits for async writes
-    losses = ckpt.metrics(result["metrics"])["loss"] # every step, also those before a resume
+    ckpt = checkpoint.Checkpoints(directory, every=1000, keep=3, resume=True,
+                                  config=dataclasses.asdict(config), may_differ={"out"},
+                                  name="mnist")          # directory None: checkpoints off
+    state, history = train.run_training(..., checkpoints=ckpt)
 
 A checkpoint is one step folder written by orbax's `CheckpointManager` (atomic: a step appears
 only once fully written; async: writes overlap training; the last `keep` are kept) with three
 items: `state` (step, params, optimizer state, model state and the training PRNG key, as arrays),
-`meta` (JSON: the run's config, the experiment, the key's implementation) and `history` (the
-per-step metrics so far, so loss curves and running losses survive a resume). No pickle.
+`history` (the per-step metrics so far, so loss curves survive a resume) and `meta` (JSON: the
+run's config, what wrote it, the key's implementation, a fingerprint of the training data, the
+run's logged records and a sha256 digest of every saved array). No pickle.
 
-Resuming is exact: batch order and per-step keys are pure functions of (key, step) (see
-jaxnets.train.fit), so a run killed after step k and resumed equals, bit for bit on CPU, a run
-that was never interrupted. A checkpoint that does not fit (other experiment, other settings,
-other model shapes, damaged files) raises CheckpointError before anything is written, so the
-existing checkpoints stay as they were.
+Resuming is exact: batch order and per-step keys are pure functions of (key, step), so a run
+killed after step k and resumed equals, bit for bit on CPU, a run that was never interrupted.
+A checkpoint that does not fit (other writer, settings, training data, model shapes, more steps
+than asked for, bytes that do not match their digests) raises CheckpointError before anything
+is written, so the existing checkpoints stay as they were. A lock file (`.lock`: pid and host)
+keeps a second run out of a folder in use; one left by a killed process is taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
-import sys
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,15 +40,10 @@ import numpy as np
 
 from jaxnets import torch_io
 from jaxnets.errors import CheckpointError, ConfigError
-from jaxnets.train import TrainState
 
-FORMAT = "jaxnets-checkpoint-1"
-# Config fields that may differ on --resume without changing the result: where files go, how
-# progress is shown, how often checkpoints are written, and how long to train in total
-# (resuming with more steps/epochs continues the run).
-HARMLESS = frozenset({"out", "progress", "quiet", "data_dir", "checkpoint_dir", "resume",
-                      "checkpoint_every", "keep_checkpoints", "steps", "epochs",
-                      "coordinator", "num_processes", "process_id"})
+# 2: meta holds a digest of every array, the training data's fingerprint and the run's logs.
+FORMAT = "jaxnets-checkpoint-2"
+LOCK = ".lock"   # 'pid host' of the run using the folder
 
 
 def _config_dict(config: Any) -> dict:
@@ -54,18 +52,6 @@ def _config_dict(config: Any) -> dict:
         config = dataclasses.asdict(config)
     # JSON round trip: tuples become lists, so a saved and a live config compare equal.
     return json.loads(json.dumps(dict(config), default=str))
-
-
-def _experiment_name(config: Any) -> str:
-    """The module defining the config's class, e.g. 'experiments.mnist', also when it runs as
-    `python -m experiments.mnist` (then the class lives in '__main__')."""
-    if not dataclasses.is_dataclass(config):
-        return "unknown"
-    module = type(config).__module__
-    if module == "__main__":
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        module = spec.name if spec is not None else module
-    return module
 
 
 def _path_str(path: tuple) -> str:
@@ -89,8 +75,8 @@ def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _host_copy(tree: Any) -> Any:
-    """Copy every leaf to a fresh numpy array. The train loop donates its state buffers to the
-    next chunk, so an async save must not hold views of them."""
+    """Copy every leaf to a fresh numpy array: the asynchronous save must hold its own bytes,
+    not views of device buffers the next chunk may reuse."""
     return jax.tree.map(lambda x: np.array(x, copy=True), tree)
 
 
@@ -101,7 +87,7 @@ def _key_data(key: jax.Array) -> tuple[np.ndarray, str | None]:
     return np.array(key), None
 
 
-def _payload(state: TrainState, key: jax.Array) -> dict:
+def _payload(state: Any, key: jax.Array) -> dict:
     """What the `state` item holds."""
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
             "model_state": state.model_state, "key": _key_data(key)[0]}
@@ -119,138 +105,238 @@ def _check_tree(where: str, metadata: Any, template: dict) -> None:
     for path in sorted(set(saved) | set(live)):
         if path not in saved:
             raise CheckpointError(f"{where}: holds a different model: it has no {path!r} "
-                                  "(this model does); use another --checkpoint-dir")
+                                  "(this model does); use another checkpoint folder",
+                                  param="checkpoint_dir")
         if path not in live:
             raise CheckpointError(f"{where}: holds a different model: its {path!r} is not "
-                                  "in this model; use another --checkpoint-dir")
+                                  "in this model; use another checkpoint folder",
+                                  param="checkpoint_dir")
         if saved[path] != live[path]:
             (s_shape, s_dtype), (l_shape, l_dtype) = saved[path], live[path]
             raise CheckpointError(f"{where}: holds a different model: {path!r} is "
                                   f"{s_dtype}{list(s_shape)} there, {l_dtype}{list(l_shape)} "
-                                  "here; use another --checkpoint-dir")
+                                  "here; use another checkpoint folder",
+                                  param="checkpoint_dir")
 
 
 def check_resume(resume: bool, directory: str | None) -> None:
-    """ConfigError for --resume without --checkpoint-dir (experiment Configs call it too, so a
+    """ConfigError for resume without a checkpoint folder (experiment Configs call it too, so a
     bad command line fails before any data is loaded)."""
     if resume and directory is None:
-        raise ConfigError("--resume needs --checkpoint-dir DIR (the folder to resume from)")
+        raise ConfigError("resume needs a checkpoint folder to resume from",
+                          param="checkpoint_dir")
+
+
+def _digests(tree: Any) -> dict[str, str]:
+    """{path: sha256 of the array's bytes} of every array leaf (written with each step, checked
+    on restore: orbax itself reads a flipped bit or overwritten bytes back without complaint)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {_path_str(p): hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+            for p, x in flat}
+
+
+def _check_digests(where: str, step: int, saved: Mapping[str, str], tree: Any) -> None:
+    """CheckpointError naming the first array whose bytes differ from those saved."""
+    live = _digests(tree)
+    for path in sorted(set(saved) | set(live)):
+        if saved.get(path) != live.get(path):
+            raise CheckpointError(f"{where}: damaged checkpoint: {path!r} does not match the "
+                                  f"digest saved with step {step}; delete that step folder to "
+                                  "resume from the previous checkpoint", param="checkpoint_dir")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _lock(directory: str) -> str:
+    """Create `directory/LOCK` holding 'pid host'; CheckpointError if a live process holds it.
+    A lock left by a process that no longer runs (killed) is taken over."""
+    path = os.path.join(directory, LOCK)
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid_text, _, host = f.read().strip().partition(" ")
+                pid = int(pid_text)
+            except (OSError, ValueError):
+                pid, host = -1, ""   # half-written by a process killed while writing it
+            if pid > 0 and (host != socket.gethostname() or _pid_alive(pid)):
+                raise CheckpointError(
+                    f"{directory} is in use by another run (process {pid} on "
+                    f"{host or 'this host'}, lock file {path}); wait for it to end or use "
+                    "another checkpoint folder", param="checkpoint_dir") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)     # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me + "\n")
+        return path
+    raise CheckpointError(f"{directory}: cannot take the lock file {path}; another run keeps "
+                          "creating it, use another checkpoint folder", param="checkpoint_dir")
+
+
+def _registry(items: Iterable[str]):
+    """orbax's handler registry for our items (state and history: arrays; meta: JSON)."""
+    import orbax.checkpoint as ocp
+
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for item in items:
+        if item == "meta":
+            handler = ocp.JsonCheckpointHandler()
+            registry.add(item, ocp.args.JsonSave, handler)
+            registry.add(item, ocp.args.JsonRestore, handler)
+        else:
+            handler = ocp.StandardCheckpointHandler()
+            registry.add(item, ocp.args.StandardSave, handler)
+            registry.add(item, ocp.args.StandardRestore, handler)
+    return registry
 
 
 class Checkpoints:
     """A run's checkpoints in one folder: resume, save every `every` steps, keep the last `keep`.
 
-    With `directory=None` every method is a no-op (apart from `metrics`), so an experiment
-    wires checkpoints in unconditionally.
+    Args:
+      directory: the folder (None: checkpoints off, every method a no-op).
+      every: steps between checkpoints (the last step is always saved).
+      keep: how many of the latest checkpoints to keep.
+      resume: continue from the latest checkpoint (starting fresh if there is none); without
+        it a folder that holds checkpoints is refused.
+      config: the run's settings as a mapping (saved; a resume with other values is refused).
+      may_differ: names in `config` that may change on resume without changing the result
+        (where outputs go, display options, checkpoint cadence, a longer run).
+      name: what wrote the checkpoint (e.g. the experiment's name); a resume by another is
+        refused.
+
+    The training driver (`jaxnets.train.run_training`) calls `restore`, `save` and `close`.
     """
 
-    def __init__(self, directory: str | None, config: Any, *, every: int = 1000, keep: int = 3,
-                 resume: bool = False, harmless: Iterable[str] = HARMLESS):
+    def __init__(self, directory: str | None, *, every: int = 1000, keep: int = 3,
+                 resume: bool = False, config: Mapping[str, Any] | None = None,
+                 may_differ: Iterable[str] = (), name: str = "run"):
         if every < 1:
-            raise ConfigError(f"--checkpoint-every must be at least 1, got {every}")
+            raise ConfigError(f"checkpoint interval must be at least 1, got {every}",
+                              param="checkpoint_every")
         if keep < 1:
-            raise ConfigError(f"--keep-checkpoints must be at least 1, got {keep}")
+            raise ConfigError(f"checkpoints to keep must be at least 1, got {keep}",
+                              param="keep_checkpoints")
         check_resume(resume, directory)
         self.directory = None if directory is None else os.path.abspath(directory)
-        self.config = _config_dict(config)
-        self.experiment = _experiment_name(config)
+        self.config = _config_dict(config or {})
+        self.name = name
         self.every, self.keep, self.resume = every, keep, resume
-        self.harmless = frozenset(harmless)
-        self.key: jax.Array | None = None
+        self.may_differ = frozenset(may_differ)
         self.status = ""              # one line for the experiment to print
         self.resumed_step = 0
-        self._restored: dict[str, np.ndarray] = {}   # metrics of the steps before the resume
-        self._history: dict[str, list[np.ndarray]] = {}
         self._saved_step = -1
         self._manager = None
-
-    @classmethod
-    def for_run(cls, config: Any, harmless: Iterable[str] = ()) -> Checkpoints:
-        """From a Config with checkpoint_dir, resume, checkpoint_every (keep_checkpoints);
-        `harmless` names more config fields that may change on --resume (display options)."""
-        return cls(getattr(config, "checkpoint_dir", None), config,
-                   every=getattr(config, "checkpoint_every", 1000),
-                   keep=getattr(config, "keep_checkpoints", 3),
-                   resume=getattr(config, "resume", False), harmless=HARMLESS | set(harmless))
+        self._lock_path: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self.directory is not None
 
     def chunk_size(self, default: int) -> int:
-        """Steps per `fit` chunk: `default`, shortened so chunks end on every checkpoint step."""
+        """Steps per chunk: `default`, shortened so chunks end on every checkpoint step."""
         return math.gcd(default, self.every) if self.enabled else default
 
     # --- orbax ------------------------------------------------------------------------------
 
     def _open(self):
-        """The orbax CheckpointManager (created on first use; creating it writes nothing into
-        an existing folder)."""
+        """The orbax CheckpointManager (created on first use, after taking the folder's lock;
+        creating it writes nothing into an existing folder)."""
         if self._manager is None:
             import orbax.checkpoint as ocp
 
             if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-                raise CheckpointError(f"--checkpoint-dir {self.directory}: exists and is not a "
-                                      "folder; choose another path")
-            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
-                                                   enable_async_checkpointing=True)
-            handlers = {"state": ocp.StandardCheckpointHandler(),
-                        "meta": ocp.JsonCheckpointHandler(),
-                        "history": ocp.StandardCheckpointHandler()}
+                raise CheckpointError(f"{self.directory}: exists and is not a folder; choose "
+                                      "another checkpoint folder", param="checkpoint_dir")
             try:
-                self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                                      item_handlers=handlers)
+                os.makedirs(self.directory, exist_ok=True)
+                self._lock_path = _lock(self.directory)
+                options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
+                                                       enable_async_checkpointing=True)
+                self._manager = ocp.CheckpointManager(
+                    self.directory, options=options,
+                    handler_registry=_registry(("state", "meta", "history")))
             except OSError as e:
-                raise CheckpointError(f"--checkpoint-dir {self.directory}: cannot use it ({e})"
-                                      ) from e
+                self._unlock()
+                raise CheckpointError(f"{self.directory}: cannot use it as the checkpoint "
+                                      f"folder ({e})", param="checkpoint_dir") from e
         return self._manager
+
+    def _unlock(self) -> None:
+        if self._lock_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._lock_path)
+            self._lock_path = None
 
     def _where(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
 
-    def _check_meta(self, step: int, meta: Any) -> list[str]:
-        """Raise CheckpointError if the saved run differs in what matters; return the harmless
+    def _check_meta(self, step: int, meta: Any, data_fingerprint: str | None,
+                    num_steps: int | None) -> list[str]:
+        """Raise CheckpointError if the saved run differs in what matters; return the allowed
         differences."""
         where = self._where(step)
         if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{where}: not a jaxnets checkpoint (no {FORMAT!r} meta); "
-                                  "use an empty --checkpoint-dir")
-        if meta.get("experiment") != self.experiment:
+            raise CheckpointError(f"{where}: not a {FORMAT} checkpoint; use an empty checkpoint "
+                                  "folder", param="checkpoint_dir")
+        if meta.get("experiment") != self.name:
             raise CheckpointError(f"{where}: written by {meta.get('experiment')}, not "
-                                  f"{self.experiment}; use another --checkpoint-dir")
+                                  f"{self.name}; use another checkpoint folder",
+                                  param="checkpoint_dir")
         saved = meta.get("config", {})
-        harmless, important = [], []
+        allowed, important = [], []
         for name in sorted(set(saved) | set(self.config)):
             old, new = saved.get(name, "<absent>"), self.config.get(name, "<absent>")
             if old != new:
-                (harmless if name in self.harmless else important).append(
+                (allowed if name in self.may_differ else important).append(
                     f"{name} {old!r} -> {new!r}")
         if important:
             raise CheckpointError(f"{where}: written with other settings ({'; '.join(important)}"
                                   "); rerun with the checkpoint's settings or use another "
-                                  "--checkpoint-dir")
-        return harmless
+                                  "checkpoint folder", param="checkpoint_dir")
+        if data_fingerprint is not None and meta.get("data") != data_fingerprint:
+            raise CheckpointError(f"{where}: trained on other data (its training arrays' "
+                                  "fingerprint differs from this run's); resume with the "
+                                  "checkpoint's training data or use another checkpoint folder",
+                                  param="data_dir")
+        if num_steps is not None and num_steps < step:
+            raise CheckpointError(f"{where}: holds {step} steps, more than this run's {num_steps}"
+                                  f"; train at least {step} steps to resume it, or use another "
+                                  "checkpoint folder", param="num_steps")
+        return allowed
 
     # --- the run ----------------------------------------------------------------------------
 
-    def resume_or_start(self, state: TrainState, key: jax.Array) -> tuple[TrainState, jax.Array]:
-        """The state and training key to start from: the latest checkpoint with --resume,
-        else the given ones.
+    def restore(self, state: Any, key: jax.Array, *, data_fingerprint: str | None = None,
+                num_steps: int | None = None) -> tuple[Any, jax.Array, dict, dict] | None:
+        """(state, training key, per-step metrics, logs) of the latest checkpoint with resume;
+        None to start fresh (resume in an empty folder, or checkpoints off).
 
         Raises CheckpointError (writing nothing) when the folder already holds checkpoints and
-        --resume was not given, or when the latest checkpoint does not fit this run.
+        resume is off, or when the latest checkpoint does not fit this run: other settings,
+        data (`data_fingerprint`), model shapes, more steps than `num_steps`, damaged bytes.
         """
-        self.key = key
         if not self.enabled:
-            return state, key
+            return None
         try:
-            return self._resume_or_start(state, key)
-        except CheckpointError:
-            self.close()  # release orbax's threads; nothing was written
+            return self._restore(state, key, data_fingerprint, num_steps)
+        except BaseException:
+            self.close()  # release orbax's threads and the lock; nothing was written
             raise
 
-    def _resume_or_start(self, state: TrainState, key: jax.Array
-                         ) -> tuple[TrainState, jax.Array]:
+    def _restore(self, state, key, data_fingerprint, num_steps):
         manager = self._open()
         step = manager.latest_step()
         every = f"every {self.every} steps into {self.directory} (keeping the last {self.keep})"
@@ -258,28 +344,29 @@ class Checkpoints:
             self.status = (f"checkpoints: {every}" if not self.resume else
                            f"checkpoints: nothing to resume in {self.directory}, starting at "
                            f"step 0; {every}")
-            return state, key
+            return None
         if not self.resume:
-            raise CheckpointError(f"--checkpoint-dir {self.directory} already holds checkpoints "
-                                  f"(latest step {step}); pass --resume to continue that run, "
-                                  "or choose an empty folder")
+            raise CheckpointError(f"{self.directory} already holds checkpoints (latest step "
+                                  f"{step}); resume to continue that run, or choose an empty "
+                                  "checkpoint folder", param="resume")
         import orbax.checkpoint as ocp
 
+        damaged = (f"the checkpoint is damaged, delete that step folder ({self._where(step)}) "
+                   "to resume from the previous one")
         try:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             meta = meta["meta"]
         except Exception as e:  # orbax/tensorstore raise many types for a damaged folder
             raise CheckpointError(f"{self._where(step)}: unreadable meta ({type(e).__name__}); "
-                                  "the checkpoint is damaged, delete that step folder to resume "
-                                  "from an earlier one") from e
-        harmless = self._check_meta(step, meta)
+                                  f"{damaged}", param="checkpoint_dir") from e
+        allowed = self._check_meta(step, meta, data_fingerprint, num_steps)
         template = _host_copy(_payload(state, key))
         try:
             metadata = manager.item_metadata(step)["state"]
         except Exception as e:
             raise CheckpointError(f"{self._where(step)}: unreadable state metadata "
-                                  f"({type(e).__name__}); the checkpoint is damaged, delete that "
-                                  "step folder to resume from an earlier one") from e
+                                  f"({type(e).__name__}); {damaged}",
+                                  param="checkpoint_dir") from e
         _check_tree(self._where(step), metadata, template)
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
         try:
@@ -287,14 +374,18 @@ class Checkpoints:
                 state=ocp.args.StandardRestore(abstract), history=ocp.args.StandardRestore()))
         except Exception as e:
             raise CheckpointError(f"{self._where(step)}: damaged or truncated files "
-                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); delete "
-                                  "that step folder to resume from an earlier one") from e
-        saved = got["state"]
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                                  f"{damaged}", param="checkpoint_dir") from e
+        saved, history = got["state"], got["history"] or {}
+        digests = meta.get("digests") or {}
+        _check_digests(self._where(step), step, digests.get("state", {}), saved)
+        _check_digests(self._where(step), step, digests.get("history", {}), history)
         # Back to device arrays of exactly the saved dtypes (bit-identical resume).
         arrays = jax.tree.map(jnp.asarray, {k: v for k, v in saved.items() if k != "key"})
         if int(arrays["step"]) != step:
             raise CheckpointError(f"{self._where(step)}: holds step {int(arrays['step'])}, not "
-                                  f"{step}; the folder was renamed or damaged")
+                                  f"{step}; the folder was renamed or damaged",
+                                  param="checkpoint_dir")
         impl = _key_data(key)[1]
         if impl is not None:
             key = jax.random.wrap_key_data(jnp.asarray(saved["key"]),
@@ -303,91 +394,74 @@ class Checkpoints:
             key = jnp.asarray(saved["key"])
         state = state.replace(step=arrays["step"], params=arrays["params"],
                               opt_state=arrays["opt_state"], model_state=arrays["model_state"])
-        history = got["history"] or {}
-        self._restored = {k: np.asarray(v) for k, v in history.items()}
-        self.key, self.resumed_step, self._saved_step = key, step, step
+        self.resumed_step, self._saved_step = step, step
         self.status = f"checkpoints: resumed from {self._where(step)} at step {step}; {every}"
-        if harmless:
-            self.status += f" (ignored differences: {'; '.join(harmless)})"
-        return state, key
+        if allowed:
+            self.status += f" (ignored differences: {'; '.join(allowed)})"
+        return (state, key, {k: np.asarray(v) for k, v in history.items()},
+                dict(meta.get("logs") or {}))
 
-    def metrics(self, metrics: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Per-step metrics of the whole run: those restored from the checkpoint, then `metrics`
-        (fit's result['metrics'] for the steps this process ran)."""
-        metrics = metrics or {}
-        names = list(dict.fromkeys([*self._restored, *metrics]))
-        return {k: np.concatenate([np.asarray(self._restored.get(k, np.zeros(0, np.float32))),
-                                   np.asarray(metrics.get(k, np.zeros(0, np.float32)))])
-                for k in names}
-
-    def _seen(self) -> dict[str, np.ndarray]:
-        return self.metrics({k: np.concatenate(v) if v else np.zeros(0, np.float32)
-                             for k, v in self._history.items()})
-
-    def save(self, state: TrainState, force: bool = False) -> bool:
-        """Save `state` (asynchronously) if its step is due, or always with force."""
+    def save(self, state: Any, key: jax.Array, metrics: Mapping[str, np.ndarray],
+             logs: Mapping[str, list], *, data_fingerprint: str | None = None,
+             force: bool = False) -> bool:
+        """Save `state`, the training `key`, the per-step `metrics` and `logs` so far
+        (asynchronously) if the step is due, or always with force. Returns whether it saved."""
         if not self.enabled:
             return False
         step = int(state.step)
         if step == self._saved_step or not (force or step % self.every == 0):
             return False
-        if self.key is None:
-            raise CheckpointError("call resume_or_start before saving: it records the run's key")
         import orbax.checkpoint as ocp
 
-        meta = {"format": FORMAT, "experiment": self.experiment, "config": self.config,
-                "key_impl": _key_data(self.key)[1], "step": step}
-        history = {k: np.asarray(v, np.float32) for k, v in self._seen().items()}
+        payload = _host_copy(_payload(state, key))
+        history = {k: np.asarray(v, np.float32) for k, v in metrics.items()}
+        meta = {"format": FORMAT, "experiment": self.name, "config": self.config,
+                "key_impl": _key_data(key)[1], "step": step, "data": data_fingerprint,
+                "logs": json.loads(json.dumps(logs, default=float)),
+                "digests": {"state": _digests(payload), "history": _digests(history)}}
         self._open().save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_host_copy(_payload(state, self.key))),
-            meta=ocp.args.JsonSave(meta), history=ocp.args.StandardSave(history)), force=True)
+            state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta),
+            history=ocp.args.StandardSave(history)), force=True)
         self._saved_step = step
         return True
 
-    def on_chunk(self, state: TrainState, metrics: Mapping[str, np.ndarray]) -> None:
-        """`fit`'s on_chunk hook: record the chunk's metrics, save when a checkpoint is due."""
-        for k, v in metrics.items():
-            self._history.setdefault(k, []).append(np.asarray(v))
-        self.save(state)
-
-    def finish(self, state: TrainState) -> None:
-        """Save the final state (if not saved yet) and wait for the async writes to land."""
-        if not self.enabled:
-            return
-        self.save(state, force=True)
-        self.close()
-
     def close(self) -> None:
-        """Wait for pending writes and release the manager (safe to call twice)."""
-        if self._manager is not None:
-            self._manager.wait_until_finished()
-            self._manager.close()
+        """Wait for pending writes, release the manager and the folder's lock (safe twice)."""
+        try:
+            if self._manager is not None:
+                self._manager.wait_until_finished()
+                self._manager.close()
+        finally:
             self._manager = None
+            self._unlock()
 
 
-def restore_state(directory: str, state: TrainState, step: int | None = None) -> TrainState:
+def restore_state(directory: str, state: Any, step: int | None = None) -> Any:
     """Read a checkpoint's training state into the structure of `state` (e.g. to compare runs
-    or evaluate a checkpoint); the latest step by default."""
+    or evaluate a checkpoint), its digests checked; the latest step by default."""
     import orbax.checkpoint as ocp
 
     if not os.path.isdir(directory):
-        raise CheckpointError(f"{directory}: no such checkpoint folder")
+        raise CheckpointError(f"{directory}: no such checkpoint folder", param="checkpoint_dir")
     manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                    item_handlers={"state": ocp.StandardCheckpointHandler()})
+                                    handler_registry=_registry(("state", "meta", "history")))
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise CheckpointError(f"{directory}: holds no checkpoint")
+            raise CheckpointError(f"{directory}: holds no checkpoint", param="checkpoint_dir")
+        where = os.path.join(directory, str(step))
         template = _host_copy(_payload(state, jax.random.key(0)))
         metadata = manager.item_metadata(step)["state"]
-        _check_tree(os.path.join(directory, str(step)), metadata, template)
+        _check_tree(where, metadata, template)
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
         try:
-            saved = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))["state"]
+            got = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as e:
-            raise CheckpointError(f"{directory}/{step}: damaged or truncated files "
-                                  f"({type(e).__name__})") from e
+            raise CheckpointError(f"{where}: damaged or truncated files ({type(e).__name__})",
+                                  param="checkpoint_dir") from e
+        saved = got["state"]
+        _check_digests(where, step, (got["meta"].get("digests") or {}).get("state", {}), saved)
     finally:
         manager.close()
     arrays = jax.tree.map(jnp.asarray, {k: v for k, v in saved.items() if k != "key"})

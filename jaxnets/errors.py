@@ -10,7 +10,14 @@ from __future__ import annotations
 
 
 class JaxnetsError(Exception):
-    """Base class: a user-facing problem (bad data, bad config, bad checkpoint), not a bug."""
+    """Base class: a user-facing problem (bad data, bad config, bad checkpoint), not a bug.
+
+    `param` names the parameter at fault (e.g. 'checkpoint_dir'), for the CLI to name its flag.
+    """
+
+    def __init__(self, message, param=None):
+        super().__init__(message)
+        self.param = param
 
     def __init__(self, message: str = "", *, param: str | None = None):
         super().__init__(message)

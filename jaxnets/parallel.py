@@ -1,14 +1,15 @@
 """Data parallel training: a 1-D device mesh, the batch sharded over it, everything else replicated.
 
-The training step is unchanged: `train.fit(..., mesh=mesh)` puts the state, the data set and the
-key on every device of the mesh (replicated) and shards each step's batch indices over the
-'data' axis, so every device gathers and trains on its slice of the batch; XLA (GSPMD) inserts
+The training step is unchanged: `train.run_training(..., devices=N)` builds the mesh, puts the
+state, the data set and the key on every device of it (replicated) and shards each step's batch
+indices over the 'data' axis, so every device gathers and trains on its slice of the batch; XLA (GSPMD) inserts
 the all-reduce that sums the gradient over the devices. The results equal single-device
 training up to float summation order (tests/test_parallel.py checks 1e-6 on 8 devices).
 
-    mesh = parallel.make_mesh(8)                 # the first 8 devices, axis 'data'
-    data = parallel.replicate(data, mesh)         # or D.to_device(data, parallel.replicated(mesh))
-    state, result = train.fit(state, run_steps, data, sampler, steps, key, mesh=mesh)
+    state, history = train.run_training(state, train_step, data, sampler, steps, keys,
+                                        devices=8)   # the first 8 devices, axis 'data'
+    # by hand: mesh = parallel.make_mesh(8); run_steps = train.make_run_steps(train_step, mesh)
+    #          train.fit(state, run_steps, data, sampler, steps, key, mesh=mesh)
 
 On one machine `make_mesh(N)` uses N local devices (GPUs, TPU cores, or CPU devices faked with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N`). On several machines, start one process per
@@ -20,6 +21,8 @@ devices of all hosts and each process feeds its own devices' shards of the same 
         --coordinator host0.example:1234 --num-processes 2 --process-id h
 
 The batch size must be a multiple of the mesh size (a clear ConfigError otherwise).
+On the command line: `--devices N`, and `--coordinator/--num-processes/--process-id` on several
+hosts (experiments.cli translates these errors' parameters to its flags).
 """
 
 from __future__ import annotations
@@ -48,13 +51,14 @@ def make_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices) if num_devices is None else num_devices
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"--devices must be a positive integer, got {num_devices!r}")
+        raise ConfigError(f"the device count must be a positive integer, got {num_devices!r}",
+                          param="devices")
     if n > len(devices):
         raise ConfigError(
-            f"--devices {n} asks for more devices than jax sees ({len(devices)}: "
+            f"{n} devices asked for, more than jax sees ({len(devices)}: "
             f"{devices[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count={n} "
-            "(set before jax is imported) fakes that many, and several hosts need "
-            "--coordinator/--num-processes/--process-id")
+            "(set before jax is imported) fakes that many, and several hosts need `initialize` "
+            "(coordinator address, number of processes, process id)", param="devices")
     return Mesh(np.array(devices[:n]), (AXIS,))
 
 
@@ -73,8 +77,8 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """A batch must split evenly over the devices."""
     if batch_size % mesh.size:
         raise ConfigError(f"batch size {batch_size} is not divisible by the {mesh.size} devices "
-                          f"of the mesh; use a --batch-size that is a multiple of {mesh.size} "
-                          "or a --devices count that divides it")
+                          f"of the mesh; use a batch size that is a multiple of {mesh.size} "
+                          "or a device count that divides it", param="batch_size")
 
 
 def _put(value: Any, sharding: NamedSharding) -> jax.Array:

@@ -1,14 +1,18 @@
-"""The one training loop: TrainState, train_step, many steps per jit (lax.scan), evaluate, fit.
+"""The one training loop: TrainState, train_step, many steps per jit (lax.scan), the driver.
 
 Every experiment trains through here. The pieces:
 
 - `TrainState`: step, params, optimizer state, model state (e.g. BatchNorm statistics).
-- `make_train_step(loss_fn)`: `train_step(state, batch, key) -> (state, metrics)`, pure;
-  `jax.jit` it once (`jit_train_step`).
+- `make_train_step(loss_fn)`: `train_step(state, batch, key) -> (state, metrics)`, pure.
 - `make_run_steps(train_step)`: T steps in one jitted `lax.scan` over a dataset kept on the
-  device, each batch gathered inside the graph from precomputed indices.
-- `fit(...)`: drives `run_steps` chunk by chunk with a tqdm bar. Batch order and per-step keys
-  are pure functions of (key, global step), so a resumed run equals an uninterrupted one.
+  device, each batch gathered inside the graph from precomputed indices; compiled ahead of time
+  (so compile seconds are measured, not estimated).
+- `split_keys(seed)`: a run's `Keys(init, data, train)`.
+- `run_training(...)`: the driver: resume, chunks of compiled steps with a tqdm bar, the run's
+  one `History` (per-step metrics and logged records, restored ones included), checkpoints,
+  the device mesh, clean SIGINT/SIGTERM. Batch order and per-step keys are pure functions of
+  (key, global step), so a resumed run equals an uninterrupted one. `fit` is its loop without
+  checkpoints, for a prebuilt `run_steps`.
 - `predict`/`evaluate`: batched inference with a padded last batch (one compile).
 
 A loss function has the signature
@@ -18,10 +22,16 @@ A loss function has the signature
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import math
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +41,7 @@ from flax import struct
 from jax.sharding import Mesh
 
 from jaxnets import losses, parallel
-from jaxnets.data.batching import gather
+from jaxnets.data.batching import gather, to_device
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
@@ -90,20 +100,57 @@ def make_train_step(loss_fn: LossFn) -> Callable:
     return train_step
 
 
-def jit_train_step(loss_fn: LossFn) -> Callable:
-    """`make_train_step` jitted: one compile for all calls with the same shapes."""
-    return jax.jit(make_train_step(loss_fn))
+class Keys(NamedTuple):
+    """A run's three keys, split from its seed in this order (all randomness of a run)."""
+
+    init: jax.Array     # the model's initial parameters
+    data: jax.Array     # the batch order (the sampler's key)
+    train: jax.Array    # the training steps: step t uses fold_in(train, t) (dropout, ...)
 
 
-def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = None,
-                   mesh: Mesh | None = None, unroll: int = 1) -> Callable:
+def split_keys(seed: int) -> Keys:
+    """`Keys(init, data, train)` from `jax.random.key(seed)`: the one split every experiment uses."""
+    return Keys(*jax.random.split(jax.random.key(seed), 3))
+
+
+class Loop:
+    """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])`, jitted, with its
+    ahead-of-time compiled executables kept per input signature (exact compile seconds)."""
+
+    def __init__(self, fn: Callable):
+        self._jit = jax.jit(fn)
+        self._executables: dict = {}
+
+    def __call__(self, *args):
+        return self._jit(*args)
+
+    def lower(self, *args):
+        """`jax.jit(run_steps).lower(...)`, e.g. to read the compiled HLO."""
+        return self._jit.lower(*args)
+
+    def compiled(self, *args) -> tuple[Callable, float]:
+        """The executable for these inputs' shapes, dtypes and placements, and the seconds spent
+        lowering and compiling it now (0.0 when an earlier call compiled it)."""
+        leaves, tree = jax.tree.flatten(args)
+        signature = (tree, tuple((np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False)),
+                                  getattr(x, "sharding", None)) for x in leaves))
+        if signature in self._executables:
+            return self._executables[signature], 0.0
+        t0 = time.perf_counter()
+        executable = self._jit.lower(*args).compile()
+        seconds = time.perf_counter() - t0
+        self._executables[signature] = executable
+        return executable, seconds
+
+
+def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int = 1) -> Loop:
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])` in one jit.
 
     `data` is a dict of whole-dataset arrays resident on the device; batch t is gathered inside
     the graph. The per-step key is fold_in(key, global step), so chunking does not change results.
     With a `mesh` (`jaxnets.parallel.make_mesh`), each batch stays split over its devices and
-    the state stays replicated: data parallel training with the same `train_step` (pass the
-    same mesh to `fit`, which places the inputs).
+    the state stays replicated: data parallel training with the same `train_step`.
+    Made once per (train_step, mesh, unroll), so repeated runs reuse the compiled loop.
 
     `unroll` steps run per iteration of the compiled loop (`lax.scan(unroll=)`); the results
     are the same to float rounding (XLA fuses the unrolled body differently; a resumed run
@@ -113,7 +160,16 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
     no extra compile time (experiments.mnist uses it); LeNet at batch 4 ran ~5% faster but
     compiled ~1.4 s longer, no net gain over the tutorial's 2 epochs, and at batch 128 it was
     ~4% slower, so experiments.cifar10 keeps 1.
+
+    No buffer donation: callers keep their input state (resume tests and benchmarks reuse it),
+    and these models are small enough that the copy costs nothing measurable.
     """
+    return _loop_for(train_step, mesh, unroll)
+
+
+@functools.lru_cache(maxsize=64)
+def _loop_for(train_step: Callable, mesh: Mesh | None, unroll: int) -> Loop:
+    """make_run_steps's Loop, one per (train_step, mesh, unroll)."""
 
     def run_steps(state, data, idx, mask, key):
         def body(state, xs):
@@ -122,8 +178,6 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
             batch["mask"] = m
             if mesh is not None:
                 batch = parallel.constrain_batch(batch, mesh)
-            if preprocess_batch is not None:
-                batch = preprocess_batch(batch)
             state, metrics = train_step(state, batch, jax.random.fold_in(key, state.step))
             if mesh is not None:
                 state = parallel.constrain_replicated(state, mesh)
@@ -131,85 +185,235 @@ def make_run_steps(train_step: Callable, preprocess_batch: Callable | None = Non
 
         return jax.lax.scan(body, state, (idx, mask), unroll=unroll)
 
-    # No buffer donation: callers keep their input state (resume tests reuse it), and these
-    # models are small enough that the copy costs nothing measurable.
-    return jax.jit(run_steps)
+    return Loop(run_steps)
 
 
-def fit(
-    state: TrainState,
-    run_steps: Callable,
-    data: Mapping[str, jax.Array],
-    sampler,
-    num_steps: int,
-    key: jax.Array,
-    *,
-    chunk_size: int = 1000,
-    progress: bool = True,
-    desc: str = "train",
-    on_chunk: Callable[[TrainState, dict], None] | None = None,
-    mesh: Mesh | None = None,
-) -> tuple[TrainState, dict]:
-    """Train from `state.step` up to `num_steps` total steps, `chunk_size` steps per jit call.
+@dataclasses.dataclass
+class History:
+    """The one record of a run: per-step metrics and logged records, restored ones included.
 
-    Args:
-      state: the starting state (step 0, or a restored one to resume).
-      run_steps: from `make_run_steps`.
-      data: the training set on the device, e.g. {'image': uint8[N,...], 'label': int32[N]}.
-      sampler: gives batch indices for global steps (`EpochSampler`, `ReplacementSampler`).
-      num_steps: total steps of the run (not steps left).
-      key: the training key; step t uses fold_in(key, t).
-      chunk_size: steps per compiled call (the progress bar advances per chunk).
-      progress: show a tqdm bar.
-      on_chunk: called after each chunk with (state, that chunk's metrics as numpy), e.g. to
-        print running losses or save a checkpoint.
-      mesh: data parallel over this device mesh (`jaxnets.parallel`; `run_steps` built with the
-        same mesh): state, data and key are replicated on its devices, each batch split over
-        them. The batch size must be a multiple of the mesh size (ConfigError otherwise).
-
-    Returns:
-      (final state, {'metrics': {name: np.ndarray over the steps run}, 'compile_seconds',
-      'train_seconds'}). compile_seconds is the first chunk's time minus the steady-state
-      time of the same number of steps, estimated from the later chunks.
+    `metrics` holds every step's metrics from step 0 (those before a resume come from the
+    checkpoint); `logs` holds what the experiment logged (`log`), e.g. per-epoch results or the
+    running-loss prints, also restored on resume, so a resumed run reports what an
+    uninterrupted one does.
     """
+
+    resumed_step: int = 0
+    status: str = ""                 # one line about checkpoints, for the experiment to print
+    compile_seconds: float = 0.0     # ahead-of-time lowering + compiling of this process's loops
+    train_seconds: float = 0.0       # running the compiled loops
+    chunk_start: int = 0             # the global step where the latest chunk began
+    logs: dict[str, list] = dataclasses.field(default_factory=dict)
+    _chunks: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """{name: np.ndarray over every step run so far}."""
+        return {k: np.concatenate(v) if v else np.zeros(0, np.float32)
+                for k, v in self._chunks.items()}
+
+    def add(self, metrics: Mapping[str, np.ndarray]) -> None:
+        """Append per-step metrics (a chunk's, or those restored from a checkpoint)."""
+        for k, v in metrics.items():
+            self._chunks.setdefault(k, []).append(np.asarray(v))
+
+    def log(self, name: str, record: Any) -> None:
+        """Append a JSON-able record to `logs[name]` (saved with the next checkpoint)."""
+        self.logs.setdefault(name, []).append(record)
+
+
+def fingerprint(data: Mapping[str, Any]) -> str:
+    """sha256 over the training arrays (names, dtypes, shapes, bytes): resume refuses other data."""
+    h = hashlib.sha256()
+    for name in sorted(data):
+        a = np.ascontiguousarray(jax.device_get(data[name]))
+        h.update(f"{name}:{a.dtype}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM during training: noted here and acted on between chunks, so no signal
+    lands inside orbax's asynchronous save (a KeyboardInterrupt there hangs ~300 s in orbax's
+    shutdown). The run then waits for the pending save, and stops. A second signal quits at once
+    (the last completed checkpoint stays intact: orbax renames a step folder only when done)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            os._exit(128 + signum)
+        self.signum = signum
+
+    def raise_if_signalled(self) -> None:
+        if self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is not None:
+            raise SystemExit(128 + self.signum)
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: History, *,
+          chunk_size: int, progress: bool, desc: str, mesh: Mesh | None,
+          after_chunk: Callable[[TrainState], None], interrupt: _Interrupt | None = None):
+    """Run `run_steps` chunk by chunk from state.step to num_steps, recording into `history`."""
     from tqdm.auto import tqdm
 
     start = int(state.step)
     if mesh is not None:
         state, data, key = parallel.replicate((state, data, key), mesh)
-    history: dict[str, list] = {}
-    timings = []
     # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes).
     bar = tqdm(total=num_steps, initial=start, desc=desc, disable=None if progress else True,
                leave=False, unit="step")
     step = start
-    while step < num_steps:
-        count = min(chunk_size, num_steps - step)
-        idx, mask = sampler.indices(step, count)
-        if mesh is not None:
-            parallel.check_batch_size(idx.shape[-1], mesh)
-            idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
-        t0 = time.perf_counter()
-        state, metrics = run_steps(state, data, idx, mask, key)
-        metrics = jax.device_get(metrics)
-        timings.append((count, time.perf_counter() - t0))
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(np.asarray(v))
-        step += count
-        bar.update(count)
+    try:
+        while step < num_steps:
+            count = min(chunk_size, num_steps - step)
+            idx, mask = sampler.indices(step, count)
+            if mesh is not None:
+                parallel.check_batch_size(idx.shape[-1], mesh)
+                idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
+            executable, seconds = run_steps.compiled(state, data, idx, mask, key)
+            history.compile_seconds += seconds
+            t0 = time.perf_counter()
+            state, metrics = executable(state, data, idx, mask, key)
+            metrics = jax.device_get(metrics)
+            history.train_seconds += time.perf_counter() - t0
+            history.chunk_start = step
+            history.add(metrics)
+            step += count
+            bar.update(count)
+            with tqdm.external_write_mode():  # prints from the hooks do not tear the bar
+                after_chunk(state)
+            if interrupt is not None:
+                interrupt.raise_if_signalled()
+    finally:
+        bar.close()
+    return state
+
+
+def fit(state: TrainState, run_steps: Loop, data: Mapping[str, jax.Array], sampler,
+        num_steps: int, key: jax.Array, *, chunk_size: int = 1000, progress: bool = True,
+        desc: str = "train", mesh: Mesh | None = None) -> tuple[TrainState, History]:
+    """Train from `state.step` up to `num_steps` total steps with a prebuilt `run_steps`, no
+    checkpoints (experiments use `run_training`; this is the loop it runs, for tests and the
+    small experiments that build their own loop).
+
+    Returns:
+      (final state, History of the steps run).
+    """
+    history = History(resumed_step=int(state.step))
+    state = _loop(state, run_steps, data, sampler, num_steps, key, history,
+                  chunk_size=chunk_size, progress=progress, desc=desc, mesh=mesh,
+                  after_chunk=lambda s: None)
+    return state, history
+
+
+def run_training(
+    state: TrainState,
+    train_step: Callable,
+    data: Mapping[str, Any],
+    sampler,
+    num_steps: int,
+    keys: Keys,
+    *,
+    checkpoints: Any = None,
+    chunk_size: int = 1000,
+    unroll: int = 1,
+    devices: int = 1,
+    progress: bool = True,
+    desc: str = "train",
+    on_chunk: Callable[[TrainState, History], None] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> tuple[TrainState, History]:
+    """The training driver every experiment calls: resume, train in compiled chunks, checkpoint.
+
+    Args:
+      state: the starting state (step 0), built from `keys.init`.
+      train_step: `make_train_step(loss_fn)`; keep one object per recipe so its compiled loop is
+        reused across runs.
+      data: the training arrays, e.g. {'image': uint8[N,...], 'label': int32[N]} (host or
+        device); placed on the device(s) here.
+      sampler: batch indices for global steps (`EpochSampler`, `ReplacementSampler`), built
+        from `keys.data`.
+      num_steps: total steps of the run (not steps left).
+      keys: `split_keys(seed)`; step t trains with fold_in(keys.train, t).
+      checkpoints: a `jaxnets.checkpoint.Checkpoints` (None or a disabled one: no checkpoints).
+        With resume, the state, key, history and logs come from its latest step; it refuses a
+        checkpoint of other data or of more steps than `num_steps`.
+      chunk_size: steps per compiled call, shortened so chunks end on checkpoint steps.
+      unroll: steps per iteration of the compiled loop (`make_run_steps`).
+      devices: data parallel over this many devices (`jaxnets.parallel`); the batch size must
+        be a multiple of it (ConfigError otherwise).
+      progress: show a tqdm bar. desc: its label.
+      on_chunk: called after each chunk with (state, history), before that chunk's checkpoint
+        is saved, e.g. to print running losses or `history.log` per-epoch results.
+      report: called with the checkpoint status line before training (e.g. `print`).
+
+    Returns:
+      (final state, History: every step's metrics and logs, restored ones included, and the
+      exact compile and train seconds of this process).
+
+    SIGINT/SIGTERM stop the run after the current chunk, once the pending checkpoint write has
+    landed (KeyboardInterrupt / SystemExit(143)).
+    """
+    mesh = parallel.make_mesh(devices) if devices != 1 else None
+    run_steps = make_run_steps(train_step, mesh, unroll)
+    key = keys.train
+    history = History()
+    enabled = checkpoints is not None and checkpoints.enabled
+    if enabled:
+        chunk_size = checkpoints.chunk_size(chunk_size)
+        data_id = fingerprint(data)
+        restored = checkpoints.restore(state, key, data_fingerprint=data_id, num_steps=num_steps)
+        if restored is not None:
+            state, key, metrics, logs = restored
+            history.add(metrics)
+            history.logs = logs
+            history.resumed_step = int(state.step)
+        history.status = checkpoints.status
+    if report is not None and history.status:
+        report(history.status)
+    if mesh is None:  # (with a mesh, _loop replicates the data over it)
+        data = {k: v if isinstance(v, jax.Array) else to_device({k: v})[k]
+                for k, v in data.items()}
+
+    left = num_steps - int(state.step)
+    if unroll == 1 and left % chunk_size and 4 * math.gcd(chunk_size, left) >= chunk_size:
+        # Equal chunks: one compiled loop instead of a second compile for a shorter last chunk.
+        # Only without unrolling, where the chunk partition cannot change the results (XLA
+        # fuses an unrolled loop's remainder differently).
+        chunk_size = math.gcd(chunk_size, left)
+
+    def after_chunk(state):
         if on_chunk is not None:
-            with tqdm.external_write_mode():  # prints from on_chunk do not tear the bar
-                on_chunk(state, metrics)
-    bar.close()
-    total = sum(t for _, t in timings)
-    compile_s = 0.0
-    if len(timings) > 1:
-        rest_steps = sum(c for c, _ in timings[1:])
-        per_step = sum(t for _, t in timings[1:]) / rest_steps
-        compile_s = max(0.0, timings[0][1] - per_step * timings[0][0])
-    out = {k: np.concatenate(v) for k, v in history.items()}
-    return state, {"metrics": out, "compile_seconds": compile_s,
-                   "train_seconds": total - compile_s}
+            on_chunk(state, history)
+        if enabled:
+            checkpoints.save(state, key, history.metrics, history.logs, data_fingerprint=data_id)
+
+    try:
+        with _Interrupt() as interrupt:
+            state = _loop(state, run_steps, data, sampler, num_steps, key, history,
+                          chunk_size=chunk_size, progress=progress, desc=desc, mesh=mesh,
+                          after_chunk=after_chunk, interrupt=interrupt)
+            if enabled:
+                checkpoints.save(state, key, history.metrics, history.logs,
+                                 data_fingerprint=data_id, force=True)
+    finally:
+        if enabled:
+            checkpoints.close()  # waits for the pending writes, releases the folder's lock
+    return state, history
 
 
 @functools.lru_cache(maxsize=64)

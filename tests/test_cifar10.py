@@ -10,7 +10,6 @@ import json
 import os
 import tarfile
 
-import jax
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,7 @@ from safetensors.torch import load_file
 from experiments import cifar10
 from experiments import pytorch_reference as ref
 from jaxnets import data as D
-from jaxnets import torch_io
+from jaxnets import torch_io, train
 from jaxnets.data import cifar
 from jaxnets.errors import ConfigError
 
@@ -148,11 +147,11 @@ def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
     out, metrics, _ = full_run
     cfg = config(cifar_dir, out)
     train_set = D.load("cifar10", "train", cifar_dir)
-    init_key, data_key, _ = jax.random.split(jax.random.key(cfg.seed), 3)
+    keys = train.split_keys(cfg.seed)    # the experiment's split: init, data, train
     net = Net()
-    initial = torch_io.to_state_dict({"params": cifar10.init_state(cfg, init_key).params})
+    initial = torch_io.to_state_dict({"params": cifar10.init_state(cfg, keys.init).params})
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
-    sampler = D.EpochSampler(len(train_set), cfg.batch_size, data_key)
+    sampler = D.EpochSampler(len(train_set), cfg.batch_size, keys.data)
     steps = cfg.epochs * STEPS_PER_EPOCH
     idx, _ = sampler.indices(0, steps)   # the shuffled loader's batches, epoch by epoch
 
@@ -189,6 +188,16 @@ def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys)
     assert np.array_equal(second["losses"], metrics["losses"])
     prints = [ln for ln in lines if ln.startswith(("[2,", "[3,"))]
     assert prints and prints == [ln for ln in second_lines if " loss: " in ln]
+    # metrics.json equals the uninterrupted run's (timing, places and the resume step aside):
+    # running_losses holds every print, those before the resume too.
+    differ = {"compile_seconds", "train_seconds", "resumed_step", "weights", "plots"}
+    with open(os.path.join(out, "metrics.json")) as f:
+        whole = json.load(f)
+    with open(tmp_path / "b" / "metrics.json") as f:
+        got = json.load(f)
+    assert len(got["running_losses"]) == len(whole["running_losses"]) == 6
+    assert {k: v for k, v in got.items() if k not in differ} == {
+        k: v for k, v in whole.items() if k not in differ}
 
     # From the command line: a used folder without --resume, or other settings, is one line on
     # stderr and exit 2, and the checkpoints stay as they were.
@@ -197,7 +206,7 @@ def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys)
             "--checkpoint-dir", ckpt, "--checkpoint-every", "25", "--out", str(tmp_path / "c")]
     assert cifar10.main(argv + ["--lr", "0.01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "already holds checkpoints (latest step 150); pass --resume" in err[0]
+    assert len(err) == 1 and "already holds checkpoints (latest step 150); resume" in err[0]
     assert cifar10.main(argv + ["--resume", "--lr", "0.02"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings (lr 0.01 -> 0.02)" in err[0]
@@ -241,8 +250,9 @@ def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
 def test_config_checks():
     with pytest.raises(ConfigError, match="momentum"):
         cifar10.Config(momentum=1.5)
-    with pytest.raises(ConfigError, match="resume: needs --checkpoint-dir"):
+    with pytest.raises(ConfigError, match="resume: needs --checkpoint-dir") as info:
         cifar10.Config(resume=True)
+    assert info.value.param == "resume"
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
 
 

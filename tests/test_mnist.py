@@ -100,10 +100,10 @@ def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
     train_set, test_set = fashion
     cfg = mnist.Config(dataset="fashion_mnist", optimizer=optimizer, steps=2000,
                        out=str(tmp_path), progress=False)
-    init_key, data_key, _ = mnist.make_keys(cfg.seed)
-    state = mnist.init_state(cfg, init_key)
+    keys = train.split_keys(cfg.seed)
+    state = mnist.init_state(cfg, keys.init)
     w1, w2 = (np.asarray(state.params[k]) for k in ("w1", "w2"))
-    idx, _ = mnist.sampler(cfg, len(train_set), data_key).indices(0, cfg.steps)
+    idx, _ = mnist.sampler(cfg, len(train_set), keys.data).indices(0, cfg.steps)
     ours = mnist.run(cfg, data=fashion, state=state)
     torch_losses, tw1, tw2 = ref.seed000_train(train_set.images, train_set.labels, idx, w1, w2,
                                        optimizer, cfg.lr)
@@ -140,7 +140,8 @@ def test_benchmark_matmul_floor_lists_the_steps_own_matmuls():
     from benchmarks import workloads as W
 
     state = mnist.init_state(mnist.Config(), jax.random.key(0))
-    run_steps = mnist.make_run_steps(state.apply_fn)    # the experiment's (and benchmark's) loop
+    # the experiment's (and benchmark's) loop
+    run_steps = train.make_run_steps(mnist.train_step(state.apply_fn), unroll=mnist.UNROLL)
     data = {"image": jnp.zeros((100, 784), jnp.uint8), "label": jnp.zeros((100,), jnp.int32)}
     idx, mask = jnp.arange(100, dtype=jnp.int32)[None], jnp.ones((1, 100), bool)
     jaxpr = jax.make_jaxpr(run_steps)(state, data, idx, mask, jax.random.key(1))
