@@ -15,10 +15,6 @@ class JaxnetsError(Exception):
     `param` names the parameter at fault (e.g. 'checkpoint_dir'), for the CLI to name its flag.
     """
 
-    def __init__(self, message, param=None):
-        super().__init__(message)
-        self.param = param
-
     def __init__(self, message: str = "", *, param: str | None = None):
         super().__init__(message)
         self.message = message
