@@ -325,7 +325,9 @@ SECTIONS: tuple[Section, ...] = (
                 return (print, ('this ran while loading',))
 
         blob = pickle.dumps(Payload())   # torch.save(model, path) pickles the object like this
-        pickle.loads(blob)               # torch.load(path, weights_only=False): ...and it runs
+        b'print' in blob and b'this ran while loading' in blob   # the file names a function...
+        # ...that unpickling calls: pickle.loads(blob), like torch.load(path,
+        # weights_only=False), would run print('this ran while loading'). Never done here.
         from jaxnets import checkpoint, models
         model = models.two_layer_sequential(hidden=100, out=10)   # seed 002's Sequential
         variables = model.init(key, jnp.zeros((1, 1000)))
@@ -349,7 +351,8 @@ SECTIONS: tuple[Section, ...] = (
         """, {"path": 0, "config": "config", "x": "x", "y": "y", "same_outputs": 2},
         "seed 002 saves the whole model, torch.save(model, path), and loads it with "
         "torch.load(path). That file is a pickle, and unpickling runs whatever the file says "
-        "(the Payload above printed; a hostile file could do anything), which is why torch.load "
+        "(the Payload above names print and its argument; a hostile file could name anything), "
+        "which is why torch.load "
         "refuses whole models by default since torch 2.6 (weights_only=True) and why jaxnets "
         "never pickles. The safe pair is the seed's other line, torch.save(model.state_dict(), "
         "path): the parameters as plain arrays in safetensors (PyTorch's key names and layouts: "
