@@ -46,9 +46,11 @@ class Config:
     quiet: bool = cli.quiet()
 
     def __post_init__(self):
-        cli.check((self.csv_file is None) == (self.txt_file is None), "csv_file",
-                  f"{cli.flag('csv_file')} and {cli.flag('txt_file')} go together (or neither, "
-                  "for example files)")
+        given, other = (("csv_file", "txt_file") if self.csv_file is not None
+                        else ("txt_file", "csv_file"))
+        cli.check((self.csv_file is None) == (self.txt_file is None), given,
+                  f"needs {cli.flag(other)} too: the two files go together (give neither for "
+                  "example files)")
         cli.check_positive(self, "batch_size", "epochs", "examples", "lr")
 
 
