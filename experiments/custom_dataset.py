@@ -22,16 +22,45 @@ Writes metrics.json and the example files into --out.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
+
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    csv_file: str | None = cli.arg(None, "examples, one comma-separated row per line (default: "
+                                         "example files made from --seed)")
+    txt_file: str | None = cli.arg(None, "targets, one space-separated row per line, as many as "
+                                         "--csv-file")
+    batch_size: int = cli.arg(32, "batch size (the seed's DataLoader(myDataset, batch_size=32))")
+    shuffle: bool = cli.arg(False, "a new order each epoch (DataLoader's default: off)")
+    epochs: int = cli.arg(20, "epochs (seed 002's epoch_n)")
+    lr: float = cli.arg(1e-6, "learning rate (seed 002's learning_rate)")
+    examples: int = cli.arg(100, "rows of the example files (seed 002's batch_n)")
+    seed: int = cli.seed()
+    out: str = cli.arg("runs/custom_dataset", "folder for metrics.json and the example files")
+    # The shared printing switch (cli.Reporter): narrative off, results and files written kept.
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        given, other = (("csv_file", "txt_file") if self.csv_file is not None
+                        else ("txt_file", "csv_file"))
+        cli.check((self.csv_file is None) == (self.txt_file is None), given,
+                  f"needs {cli.flag(other)} too: the two files go together (give neither for "
+                  "example files)")
+        cli.check_positive(self, "batch_size", "epochs", "examples", "lr")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli
 from jaxnets import data as D
 from jaxnets import losses, optim, train
 from jaxnets.errors import DataError
@@ -39,27 +68,6 @@ from jaxnets.models import two_layer_sequential
 
 TUTORIAL: dict[str, str] = {"DataLoader batch_size": "32"}
 REFERENCE: dict[str, tuple[str, str]] = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    csv_file: str | None = None     # one example per line, comma-separated (default: made here)
-    txt_file: str | None = None     # one target row per line, space-separated
-    batch_size: int = 32            # the seed's DataLoader(myDataset, batch_size=32)
-    shuffle: bool = False           # DataLoader's default
-    epochs: int = 20                # seed 002's epoch_n
-    lr: float = 1e-6                # seed 002's learning_rate
-    examples: int = 100             # rows of the example files (seed 002's batch_n)
-    seed: int = 0
-    out: str = "runs/custom_dataset"
-
-    def __post_init__(self):
-        cli.check((self.csv_file is None) == (self.txt_file is None),
-                  "--csv-file and --txt-file go together (or neither, for example files)")
-        for name in ("batch_size", "epochs", "examples"):
-            value = getattr(self, name)
-            cli.check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
 
 
 class MyDataset:
@@ -130,20 +138,22 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
     Returns:
       The metrics written to metrics.json.
     """
+    report = cli.Reporter(config.quiet)
     files_key, data_key, init_key, train_key = jax.random.split(jax.random.key(config.seed), 4)
     if dataset is None:
         files = ((config.csv_file, config.txt_file) if config.csv_file is not None
                  else write_example_files(config, files_key))
         dataset = MyDataset(*files)
     order = sampler(config, len(dataset), data_key)
-    print(f"[custom_dataset] {len(dataset)} examples; "
-          f"dataiter = batches(dataset, EpochSampler({len(dataset)}, {config.batch_size}"
-          f"{', key' if config.shuffle else ''}))  # DataLoader(myDataset, batch_size="
-          f"{config.batch_size}{', shuffle=True' if config.shuffle else ''})")
+    report.say(f"[custom_dataset] {len(dataset)} examples; "
+               f"dataiter = batches(dataset, EpochSampler({len(dataset)}, {config.batch_size}"
+               f"{', key' if config.shuffle else ''}))  # DataLoader(myDataset, batch_size="
+               f"{config.batch_size}{', shuffle=True' if config.shuffle else ''})")
     shapes = []
     for step, batch in enumerate(D.batches(dataset, order)):
         shapes.append({k: list(v.shape) for k, v in batch.items()})
-        print(f"  batch {step}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes[-1].items()))
+        report.say(f"  batch {step}: "
+                   + ", ".join(f"{k} {tuple(v)}" for k, v in shapes[-1].items()))
 
     host = D.materialize(dataset)
     model = two_layer_sequential(100, host["y"].shape[1])
@@ -155,43 +165,21 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
                           chunk_size=steps, progress=False, desc="custom_dataset")
     per_epoch = result["metrics"]["loss"].reshape(config.epochs, -1).sum(axis=1)
     for epoch in (0, config.epochs - 1):
-        print(f"  Epoch:{epoch}, Loss:{per_epoch[epoch]:.4f}  (sum over the epoch's batches)")
+        report.say(f"  Epoch:{epoch}, Loss:{per_epoch[epoch]:.4f}  (sum over the epoch's batches)")
     metrics = {"experiment": "custom_dataset", "examples": len(dataset),
                "batch_size": config.batch_size, "shuffle": config.shuffle, "batch_shapes": shapes,
                "epochs": config.epochs, "lr": config.lr, "seed": config.seed,
                "epoch_losses": per_epoch.tolist()}
     path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
     ours = f"{config.batch_size} ({len(shapes)} batches, the last {shapes[-1]['x'][0]})"
-    print(cli.comparison([("DataLoader batch_size", TUTORIAL["DataLoader batch_size"], ours)]))
-    print(f"wrote {path}")
+    report.compare([("DataLoader batch_size", TUTORIAL["DataLoader batch_size"], ours)])
+    report.wrote(path)
     return metrics
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("custom_dataset", __doc__)
-    p.add_argument("--csv-file", default=None,
-                   help="examples, one comma-separated row per line (default: example files)")
-    p.add_argument("--txt-file", default=None,
-                   help="targets, one space-separated row per line, as many as --csv-file")
-    p.add_argument("--batch-size", type=cli.positive_int, default=32, help="batch size (32)")
-    p.add_argument("--shuffle", action="store_true", help="a new order each epoch")
-    p.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs (20)")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-6, help="learning rate (1e-6)")
-    p.add_argument("--examples", type=cli.positive_int, default=100,
-                   help="rows of the example files (100)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/custom_dataset")
-    return p
-
-
-def to_config(args: argparse.Namespace) -> Config:
-    return Config(csv_file=args.csv_file, txt_file=args.txt_file, batch_size=args.batch_size,
-                  shuffle=args.shuffle, epochs=args.epochs, lr=args.lr, examples=args.examples,
-                  seed=args.seed, out=args.out)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

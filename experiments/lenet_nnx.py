@@ -22,33 +22,39 @@ import dataclasses
 import os
 import sys
 
+from experiments import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    channels: int = cli.arg(1, "input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
+    batch_size: int = cli.arg(4, "batch size (the blitz CIFAR-10 batch size)")
+    lr: float = cli.arg(0.001, "learning rate (the blitz CIFAR-10 optimizer: SGD(lr=0.001, "
+                               "momentum=0.9))")
+    momentum: float = cli.arg(0.9, "SGD momentum")
+    seed: int = cli.seed()
+    out: str = cli.out("lenet_nnx")
+    progress: bool = cli.progress()
+    # The shared printing switch (cli.Reporter): narrative off, results and files written kept.
+    quiet: bool = cli.quiet()
+
+    def __post_init__(self):
+        cli.check_positive(self, "channels", "batch_size", "lr")
+
+
+if __name__ == "__main__":
+    cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments import cli
 from jaxnets import checkpoint, optim, train
 from jaxnets import nnx_lenet as N
 from jaxnets.models import LeNet
 
 TUTORIAL: dict[str, str] = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    channels: int = 1               # 1: seed 001/002's Net; 3: the CIFAR-10 Net
-    batch_size: int = 4             # the blitz CIFAR-10 batch size
-    lr: float = 0.001               # the blitz CIFAR-10 optimizer: SGD(lr=0.001, momentum=0.9)
-    momentum: float = 0.9
-    seed: int = 0
-    out: str = "runs/lenet_nnx"
-    progress: bool = True
-
-    def __post_init__(self):
-        cli.check(self.channels >= 1, f"--channels must be at least 1, got {self.channels}")
-        cli.check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        cli.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
 
 
 def _max_diff(a, b) -> float:
@@ -65,7 +71,8 @@ def run(config: Config) -> dict:
     Returns:
       the metrics written to metrics.json (the largest differences between the two models).
     """
-    say = print if config.progress else (lambda *a, **k: None)
+    report = cli.Reporter(config.quiet)
+    say = report.say
     k_init, k_image, k_label, k_nnx = jax.random.split(jax.random.key(config.seed), 4)
     batch = {"image": jax.random.normal(k_image, (config.batch_size, 32, 32, config.channels)),
              "label": jax.random.randint(k_label, (config.batch_size,), 0, 10)}
@@ -127,36 +134,18 @@ def run(config: Config) -> dict:
         "step_params_max_abs_diff": step_diff,
     }
     cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
-    say(cli.comparison([
+    report.compare([
         ("outputs, Linen vs NNX (max |diff|)", "-", f"{output_diff:.1e}"),
         ("gradients, Linen vs NNX (max |diff|)", "-", f"{grad_diff:.1e}"),
         ("weights after one SGD step (max |diff|)", "-", f"{step_diff:.1e}"),
-    ]))
-    say(f"wrote {os.path.join(config.out, 'metrics.json')}")
+    ])
+    report.wrote(os.path.join(config.out, "metrics.json"))
     return metrics
 
 
-def build_parser():
-    p = cli.parser("lenet_nnx", __doc__)
-    p.add_argument("--channels", type=cli.positive_int, default=1,
-                   help="input channels (1: seed 001/002's Net, 3: the CIFAR-10 Net)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=4, help="batch size (4)")
-    p.add_argument("--lr", type=cli.positive_float, default=0.001, help="learning rate (0.001)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
-    cli.add_seed(p)
-    cli.add_out(p, "runs/lenet_nnx")
-    p.add_argument("--no-progress", action="store_true", help="print nothing")
-    return p
-
-
-def to_config(args) -> Config:
-    return Config(channels=args.channels, batch_size=args.batch_size, lr=args.lr,
-                  momentum=args.momentum, seed=args.seed, out=args.out,
-                  progress=not args.no_progress)
-
-
 def main(argv=None) -> int:
-    return cli.main(build_parser(), to_config, run, argv)
+    """The command line: flags from Config; returns the exit status (2: a user error)."""
+    return cli.main(Config, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from jaxnets.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ["mnist", "cifar10", "linear_classifier", "lenet", "thermometer", "two_layer",
-               "resnet_step", "tensors", "autograd", "report"]
+               "resnet_step", "tensors", "autograd", "report", "custom_dataset", "lenet_nnx"]
 
 
 def _module(name):
