@@ -111,7 +111,7 @@ def tested(test: str) -> str:
     return f"= torch ({test})"
 
 
-BOOK = "the book, Deep Learning with PyTorch ch. 5 (the seed elides it with '...')"
+BOOK = "Deep Learning with PyTorch, ch. 5; the seed elides it with '...'"
 
 
 def _tensors(config: Config, out: str) -> tuple[dict, list[Row]]:
