@@ -365,8 +365,8 @@ def _linear_classifier(config: Config, out: str) -> tuple[dict, list[Row]]:
                    pytorch=tested("tests/test_linear_classifier.py::"
                                   "test_test_accuracy_matches_torch"),
                    reference=reference(lc, "test_accuracy", (
-                       "about 84%", ("Fashion-MNIST benchmark, LogisticRegression 84.2% "
-                                    "(zalandoresearch/fashion-mnist)"))),
+                       "about 84%", ("zalandoresearch/fashion-mnist benchmark: "
+                                    "LogisticRegression 84.2%"))),
                    note=note, quick=config.quick)]
 
 
