@@ -75,6 +75,7 @@ def test_summary_and_its_text():
     assert report.fmt_summary(s) == "35.00 +- 5.00% (30.00-40.00), n = 3"
 
 
+@pytest.mark.slow
 def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion):
     pytest.importorskip("torch")
     from experiments import mnist
