@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import sys
 
 import pytest
 
@@ -50,3 +52,102 @@ def test_report_status_differs_when_the_figure_differs(tmp_path, monkeypatch):
 def test_unknown_experiment_is_a_config_error():
     with pytest.raises(ConfigError, match="only: 'nope' is not one of tensors"):
         report.Config(only=("nope",))
+
+
+# ------------------------------------------------------------------ distributions over seeds
+def test_mann_whitney_without_scipy_matches_scipys_asymptotic_test(monkeypatch):
+    stats = pytest.importorskip("scipy.stats")
+    a = [37.1, 29.4, 44.0, 31.2, 48.1, 27.3, 35.5, 40.2, 33.3, 36.0]
+    b = [36.1, 24.4, 49.6, 30.0, 41.7, 28.8, 33.3, 39.0, 35.2, 38.4]  # one tie with a (33.3)
+    with_scipy = report.mann_whitney(a, b)
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # `from scipy.stats import` fails
+    u, p = report.mann_whitney(a, b)
+    want = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")
+    assert u == pytest.approx(want.statistic) and p == pytest.approx(want.pvalue, rel=1e-9)
+    assert with_scipy[0] == u and abs(with_scipy[1] - p) < 0.02  # exact vs normal approximation
+    assert report.mann_whitney([1, 2, 3], [10, 11, 12])[1] < report.mann_whitney(a, b)[1]
+
+
+def test_summary_and_its_text():
+    s = report.summary([30.0, 40.0, 35.0])
+    assert (s["mean"], s["min"], s["max"], s["n"]) == (35.0, 30.0, 40.0, 3)
+    assert s["sd"] == pytest.approx(5.0)  # sample sd (ddof 1)
+    assert report.fmt_summary(s) == "35.00 +- 5.00% (30.00-40.00), n = 3"
+
+
+@pytest.mark.slow
+def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion):
+    pytest.importorskip("torch")
+    from experiments import mnist
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9/")  # offline: fails fast
+
+    monkeypatch.setattr(report, "QUICK_MNIST_STEPS", 30)
+    cfg = report.Config(quick=True, out=str(tmp_path), only=("autograd",), progress=False,
+                        seeds=2)
+    out = report.run(cfg)
+    study = out["seed_study"]
+    assert study["steps"] == 30 and study["seeds"] == 2
+    for optimizer in ("sgd", "adam"):
+        fig = study["figures"][f"mnist/{optimizer}"]
+        ours, theirs = fig["jaxnets"]["values"], fig["pytorch"]["values"]
+        assert len(ours) == len(theirs) == 2 and ours[0] != ours[1]  # the seed matters
+        assert 0 <= fig["p"] <= 1
+        # seed s of the study is `experiments.mnist --seed s` with the same steps
+        one = mnist.run(mnist.Config(optimizer=optimizer, seed=1, steps=30, progress=False,
+                                     out=str(tmp_path / optimizer)))
+        assert ours[1] == pytest.approx(100 * one["test_accuracy"])
+        # ...and PyTorch's is the seed's loop from torch.manual_seed(s), reproducibly
+        assert theirs[1] == pytest.approx(100 * report.torch_seed000(
+            *mnist.load_data(mnist.Config())[:2], optimizer, 1, 30))
+    md = (tmp_path / "REPRODUCTION.md").read_text()
+    assert "## Distributions over 2 seeds" in md and "Mann-Whitney" in md
+    assert "U = " in md and "n = 2" in md
+    assert json.loads((tmp_path / "reproduction.json").read_text())["seed_study"]["steps"] == 30
+
+
+def test_negative_seeds_is_a_config_error():
+    with pytest.raises(ConfigError, match="--seeds"):
+        report.Config(seeds=-1)
+
+
+# ------------------------------------------------------- the committed report reproduces
+COMMITTED = pathlib.Path(__file__).resolve().parents[1] / "docs" / "reproduction"
+CELLS = ("tutorial", "ours", "pytorch", "reference")
+
+
+def differences(committed: list[dict], fresh: list[dict]) -> list[str]:
+    """Deterministic, full-settings figures of `committed` whose cells differ in `fresh`."""
+    now = {(r["experiment"], r["figure"]): r for r in fresh}
+    out = []
+    for r in committed:
+        if not r.get("deterministic") or r.get("quick") or r["experiment"] in report.QUICK_CHANGES:
+            continue
+        key = (r["experiment"], r["figure"])
+        if key not in now:
+            out.append(f"{key}: missing from the fresh run")
+            continue
+        out += [f"{key} {c}: committed {r.get(c)!r}, fresh {now[key].get(c)!r}"
+                for c in CELLS if r.get(c) != now[key].get(c)]
+    return out
+
+
+@pytest.mark.slow
+def test_committed_deterministic_figures_reproduce(tmp_path):
+    # Regenerate the committed report after a change that moves a figure:
+    #   python -m experiments.report --seeds 10 --out docs/reproduction
+    committed = json.loads((COMMITTED / "reproduction.json").read_text())["rows"]
+    names = tuple(n for n in report.NAMES if n not in report.QUICK_CHANGES)
+    fresh = report.run(report.Config(quick=True, out=str(tmp_path), only=names,
+                                     progress=False))["rows"]
+    compared = [r for r in committed if r.get("deterministic") and r["experiment"] in names]
+    assert len(compared) >= 20, (  # the comparison is not vacuous
+        "docs/reproduction predates the deterministic/quick marks: regenerate it with "
+        "python -m experiments.report --seeds 10 --out docs/reproduction")
+    assert differences(committed, fresh) == []
+    # ...and it can fail: one moved figure is found
+    moved = [dict(r) for r in committed]
+    next(r for r in moved if r["figure"] == "initial loss")["ours"] = "1763.8847"
+    assert differences(moved, fresh) == [
+        "('thermometer', 'initial loss') ours: committed '1763.8847', fresh '1763.8846'"]
