@@ -379,7 +379,10 @@ class CompileCache:
             return
         import jax
 
-        jax.monitoring.unregister_event_listener(self._count)
+        # jax < 0.4.31 has no unregister: the listener then stays, counting into this object.
+        unregister = getattr(jax.monitoring, "unregister_event_listener", None)
+        if unregister is not None:
+            unregister(self._count)
         for name, value in self._saved.items():
             jax.config.update(name, value)
 
