@@ -173,6 +173,73 @@ def check_devices(config: Any) -> None:
               f"must be in 0 .. {config.num_processes - 1}, got {config.process_id}")
 
 
+# --- checks before any data is loaded (cli.main) -----------------------------------------------
+
+# Fields, by name, that say where a run writes (folders, files) or what it reads first: main
+# checks them before `run`, so a bad one fails in a second, not after the training.
+OUTPUT_FOLDERS = ("out", "checkpoint_dir", "tensorboard")
+OUTPUT_FILES = ("export",)
+INPUT_FILES = ("weights",)
+
+
+def check_writable_folder(path: str, param: str) -> None:
+    """ConfigError unless `path` is a folder this process can write into, or can create."""
+    full = os.path.abspath(path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ConfigError(f"{path} exists and is not a folder; name a folder (new or existing)",
+                          param=param)
+    existing = full
+    while not os.path.exists(existing):  # the nearest ancestor that exists is created under
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{path}: cannot be created, {existing} is a file, not a folder; "
+                          "choose another place", param=param)
+    # os.access also says no for a read-only file system, which permissions do not show.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: cannot write there ({existing} is not writable); choose "
+                          "another place", param=param)
+
+
+def check_writable_file(path: str, param: str) -> None:
+    """ConfigError unless the file `path` can be written (its folder exists or can be made)."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder; name a file", param=param)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{path}: cannot be created, {folder} is a file, not a folder; "
+                          "choose another place", param=param)
+    check_writable_folder(folder, param)
+
+
+def check_readable_file(path: str, param: str) -> None:
+    """ConfigError unless `path` is a file this process can read."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror}); pass an existing, readable "
+                          "file", param=param) from None
+
+
+def check_early(config: Any) -> None:
+    """The checks of a Config that need the file system or jax, by field name: output
+    folders and files writable, input files readable, no more devices than jax sees. main calls
+    it before `run`, so they fail before any data is loaded."""
+    names = [f.name for f in dataclasses.fields(config)]
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if name in OUTPUT_FOLDERS:
+            check_writable_folder(value, name)
+        elif name in OUTPUT_FILES:
+            check_writable_file(value, name)
+        elif name in INPUT_FILES:
+            check_readable_file(value, name)
+    if "devices" in names and config.devices != 1:
+        device_mesh(config.devices)  # ConfigError naming devices when jax sees fewer
+
+
 # --- the parser generated from Config -----------------------------------------------------------
 
 
@@ -316,6 +383,7 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
             from jaxnets import parallel
 
             parallel.initialize(config.coordinator, config.num_processes, config.process_id)
+        check_early(config)
         with CompileCache(common.compile_cache) as cache:
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
