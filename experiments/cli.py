@@ -509,12 +509,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> str:
-    """Write obj as JSON (atomically: a crash never leaves half a file)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    """Write obj as JSON, atomically (`jaxnets.atomic`: readers and concurrent writers never
+    see half a file; a failed write leaves the previous one)."""
+    from jaxnets import atomic
+
+    with atomic.replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(to_jsonable(obj), f, indent=1)
-    os.replace(tmp, path)
     return path
 
 

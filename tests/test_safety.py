@@ -104,3 +104,115 @@ def test_bad_out_never_loads_data(tmp_path, monkeypatch, capsys):
     (tmp_path / "f").write_text("x")
     assert mnist.main(["--out", str(tmp_path / "f")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+# --- 2. every file we write is written atomically under a unique temporary name ---------------
+
+_WRITER = """
+import sys
+from experiments import cli
+path, tag = sys.argv[1], sys.argv[2]
+for i in range({n}):
+    cli.write_json(path, {{"writer": tag, "i": i, "payload": list(range(200))}})
+"""
+
+
+def test_concurrent_json_writers_and_a_reader(tmp_path):
+    """Two processes write one metrics.json 400 times each while this one reads it: no writer
+    fails (a shared fixed temporary name made them rename each other's files away) and every
+    read is valid JSON."""
+    import json
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {"writer": "first"})
+    code = _WRITER.format(n=400)
+    writers = [subprocess.Popen([sys.executable, "-c", code, path, tag],
+                                stderr=subprocess.PIPE, text=True,
+                                cwd=os.path.dirname(os.path.dirname(__file__)))
+               for tag in ("a", "b")]
+    reads = 0
+    while any(w.poll() is None for w in writers) or reads == 0:
+        with open(path) as f:
+            json.loads(f.read())   # raises on a half-written file
+        reads += 1
+    errors = [w.stderr.read() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    assert json.load(open(path))["i"] == 399
+    assert os.listdir(tmp_path) == ["metrics.json"]   # no temporary file left
+
+
+def _enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _write_then_fail(write):
+    """A writer that writes a few bytes to its target, then fails as a full disk does."""
+    def fail(*args, **kwargs):
+        target = next(a for a in (*args, *kwargs.values())
+                      if isinstance(a, str) or hasattr(a, "write"))
+        if isinstance(target, str):
+            with open(target, "wb") as f:
+                f.write(b"\x89PNG half")
+        else:
+            target.write("{\"half\": ")
+        _enospc()
+    return fail
+
+
+def test_failed_json_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import json
+
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {"ok": 1})
+    monkeypatch.setattr(json, "dump", _write_then_fail(json.dump))
+    with pytest.raises(OSError, match="No space"):
+        cli.write_json(path, {"ok": 2})
+    assert json.loads(open(path).read()) == {"ok": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_failed_png_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from jaxnets import plots
+
+    path = str(tmp_path / "loss.png")
+    plots.loss_curve([3.0, 2.0, 1.0], path)
+    before = open(path, "rb").read()
+    assert before.startswith(b"\x89PNG")
+    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: _write_then_fail(None)(fname))
+    with pytest.raises(OSError, match="No space"):
+        plots.loss_curve([1.0, 2.0], path)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["loss.png"]
+
+
+def test_failed_safetensors_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import numpy as np
+    import safetensors.numpy
+
+    from jaxnets import torch_io
+
+    path = str(tmp_path / "w.safetensors")
+    torch_io.save(path, {"w": np.ones(3, np.float32)})
+    before = open(path, "rb").read()
+    monkeypatch.setattr(safetensors.numpy, "save_file",
+                        lambda tensors, filename, metadata=None: _write_then_fail(None)(filename))
+    with pytest.raises(OSError, match="No space"):
+        torch_io.save(path, {"w": np.zeros(3, np.float32)})
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+    np.testing.assert_array_equal(torch_io.load(path)["w"], np.ones(3, np.float32))
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """mkstemp makes 0600 files; what we write is readable as a plain open() would make it."""
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
