@@ -19,6 +19,7 @@ the tutorial-vs-jaxnets table (`compare`) and the files written (`wrote`), alway
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -240,6 +241,27 @@ def check_early(config: Any) -> None:
         device_mesh(config.devices)  # ConfigError naming devices when jax sees fewer
 
 
+OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint folder's is .lock)
+
+
+@contextlib.contextmanager
+def output_lock(out: str | None):
+    """Hold a lock file in the output folder for the run (created now): a second run with the
+    same folder fails at once with CheckpointError naming `out`, instead of the two
+    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism."""
+    if out is None:
+        yield
+        return
+    from jaxnets import checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+    try:
+        yield
+    finally:
+        checkpoint.unlock_folder(path)
+
+
 # --- the parser generated from Config -----------------------------------------------------------
 
 
@@ -384,7 +406,9 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
 
             parallel.initialize(config.coordinator, config.num_processes, config.process_id)
         check_early(config)
-        with CompileCache(common.compile_cache) as cache:
+        # (multi-host: the hosts share one command line, and maybe one folder; process 0 locks)
+        out = getattr(config, "out", None) if not getattr(config, "process_id", None) else None
+        with output_lock(out), CompileCache(common.compile_cache) as cache:
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
     except JaxnetsError as e:

@@ -155,10 +155,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock(directory: str) -> str:
-    """Create `directory/LOCK` holding 'pid host'; CheckpointError if a live process holds it.
-    A lock left by a process that no longer runs (killed) is taken over."""
-    path = os.path.join(directory, LOCK)
+def lock_folder(directory: str, name: str = LOCK, *, param: str = "checkpoint_dir",
+                what: str = "checkpoint folder") -> str:
+    """Create `directory/name` holding 'pid host' and return its path; CheckpointError (naming
+    `param`; `what` the folder is, in the message) if a live process holds it. A lock left by a
+    process that no longer runs (killed) is taken over. `unlock_folder` releases it."""
+    path = os.path.join(directory, name)
     me = f"{os.getpid()} {socket.gethostname()}"
     for _ in range(3):
         try:
@@ -174,7 +176,7 @@ def _lock(directory: str) -> str:
                 raise CheckpointError(
                     f"{directory} is in use by another run (process {pid} on "
                     f"{host or 'this host'}, lock file {path}); wait for it to end or use "
-                    "another checkpoint folder", param="checkpoint_dir") from None
+                    f"another {what}", param=param) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)     # stale: its process is gone
             continue
@@ -182,7 +184,14 @@ def _lock(directory: str) -> str:
             f.write(me + "\n")
         return path
     raise CheckpointError(f"{directory}: cannot take the lock file {path}; another run keeps "
-                          "creating it, use another checkpoint folder", param="checkpoint_dir")
+                          f"creating it, use another {what}", param=param)
+
+
+def unlock_folder(path: str | None) -> None:
+    """Remove a lock file `lock_folder` made (None or already gone: nothing to do)."""
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _registry(items: Iterable[str]):
@@ -262,7 +271,7 @@ class Checkpoints:
                                       "another checkpoint folder", param="checkpoint_dir")
             try:
                 os.makedirs(self.directory, exist_ok=True)
-                self._lock_path = _lock(self.directory)
+                self._lock_path = lock_folder(self.directory)
                 options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
                                                        enable_async_checkpointing=True)
                 self._manager = ocp.CheckpointManager(
@@ -275,10 +284,8 @@ class Checkpoints:
         return self._manager
 
     def _unlock(self) -> None:
-        if self._lock_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._lock_path)
-            self._lock_path = None
+        unlock_folder(self._lock_path)
+        self._lock_path = None
 
     def _where(self, step: int) -> str:
         return os.path.join(self.directory, str(step))

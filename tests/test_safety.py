@@ -216,3 +216,69 @@ def test_written_files_get_the_usual_mode(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- 3. one run per output folder -------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from experiments import cli
+with cli.output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_run_on_the_same_out_exits_2_at_once(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, out], stdout=subprocess.PIPE,
+                              text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _main_without_run("mnist", ["--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--out" in err and "in use by another run" in err
+        assert f"process {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead: its lock is stale and the next run takes it over
+    calls = []
+    from experiments import mnist
+    assert cli.main(mnist.Config, calls.append, None, ["--out", out]) == 0
+    assert len(calls) == 1
+    assert not os.path.exists(os.path.join(out, cli.OUT_LOCK))   # released after the run
+
+
+def test_out_lock_is_released_after_an_error(tmp_path):
+    from experiments import mnist
+    from jaxnets.errors import DataError
+
+    def run(config):
+        assert os.path.exists(os.path.join(config.out, cli.OUT_LOCK))
+        raise DataError("bad data")
+
+    out = str(tmp_path / "run")
+    assert cli.main(mnist.Config, run, None, ["--out", out]) == 2
+    assert not os.path.exists(os.path.join(out, cli.OUT_LOCK))
+
+
+def test_out_and_checkpoint_dir_may_be_one_folder(tmp_path):
+    """The output lock and the checkpoint lock are different files."""
+    from experiments import mnist
+
+    folder = str(tmp_path / "both")
+    calls = []
+
+    def run(config):
+        from jaxnets import checkpoint
+
+        path = checkpoint.lock_folder(config.checkpoint_dir)
+        checkpoint.unlock_folder(path)
+        calls.append(path)
+
+    assert cli.main(mnist.Config, run, None, ["--out", folder, "--checkpoint-dir", folder]) == 0
+    assert calls
