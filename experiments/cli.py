@@ -39,20 +39,27 @@ def flag(param: str) -> str:
 
 
 def arg(default: Any, help: str, *, choices: Sequence[Any] | None = None,
-        metavar: str | None = None, group: str | None = None) -> Any:
-    """A Config field with its flag's help text (and fixed choices, if any) in its metadata.
+        metavar: str | None = None, group: str | None = None,
+        bounds: tuple[int, int] | None = None) -> Any:
+    """A Config field with its flag's help text (and fixed choices or inclusive integer
+    bounds, if any) in its metadata; `check_fields` checks those.
 
     `help` says what the flag does; for a bool that defaults to True the flag is
     `--no-<name>`, and `help` says what turning it off does."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": None if choices is None else tuple(choices),
-        "metavar": metavar, "group": group})
+        "metavar": metavar, "group": group, "bounds": bounds})
 
 
 # The fields several experiments share, so their help text is written once.
 
+# jax.random.key takes a seed that fits a signed 64-bit integer; negative seeds are refused
+# too, so that one run has one spelling.
+SEED_BOUNDS = (0, 2**63 - 1)
+
+
 def seed(default: int = 0) -> Any:
-    return arg(default, "PRNG seed: the same seed gives the same run")
+    return arg(default, "PRNG seed: the same seed gives the same run", bounds=SEED_BOUNDS)
 
 
 def out(name: str) -> Any:
@@ -119,10 +126,14 @@ def check(condition: bool, param: str, message: str) -> None:
 
 
 def check_fields(config: Any) -> None:
-    """The checks every field declares: its choices."""
+    """The checks every field declares: its choices, its bounds."""
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
+        bounds = f.metadata.get("bounds")
+        if bounds is not None and value is not None:
+            check(bounds[0] <= value <= bounds[1], f.name,
+                  f"must be in {bounds[0]} .. {bounds[1]:,}, got {value}")
         if choices is not None and value is not None:
             for v in (value if isinstance(value, tuple) else (value,)):
                 check(v in choices, f.name,
@@ -366,11 +377,19 @@ def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None
     args = vars(parser(config_cls, doc).parse_args(argv))
     common = {f.name: args.pop(f.name) for f in dataclasses.fields(Common)}
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-    return config_cls(**args), Common(**common)
+    config = config_cls(**args)
+    check_fields(config)  # (for every experiment, also those whose Config does not call it)
+    return config, Common(**common)
 
 
-def describe(e: JaxnetsError) -> str:
-    """An error as the command line says it: the parameter as its flag."""
+def describe(e: JaxnetsError, config_cls: type | None = None) -> str:
+    """An error as the command line says it: the parameter as its flag (only a flag that
+    exists when `config_cls` is given: a library parameter such as num_steps may have no flag
+    of its own)."""
+    if config_cls is not None and e.param:
+        names = {f.name for f in (*dataclasses.fields(config_cls), *dataclasses.fields(Common))}
+        if e.param not in names:
+            return e.message
     return f"{flag(e.param)}: {e.message}" if e.param else e.message
 
 
@@ -384,7 +403,7 @@ def answer_early(config_cls: type, doc: str | None) -> None:
 
 
 def _usage_error(config_cls: type, e: Exception) -> int:
-    text = describe(e) if isinstance(e, JaxnetsError) else str(e)
+    text = describe(e, config_cls) if isinstance(e, JaxnetsError) else str(e)
     print(f"{prog(config_cls)}: error: {text}", file=sys.stderr)
     return 2
 
@@ -412,7 +431,7 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
     except JaxnetsError as e:
-        print(f"{prog(config_cls)}: error: {describe(e)}", file=sys.stderr)
+        print(f"{prog(config_cls)}: error: {describe(e, config_cls)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog(config_cls)}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_concurrent_json_writers_and_a_reader(tmp_path):
         reads += 1
     errors = [w.stderr.read() for w in writers]
     assert [w.returncode for w in writers] == [0, 0], errors
-    assert json.load(open(path))["i"] == 399
+    assert json.loads(Path(path).read_text())["i"] == 399
     assert os.listdir(tmp_path) == ["metrics.json"]   # no temporary file left
 
 
@@ -171,7 +172,7 @@ def test_failed_json_write_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.setattr(json, "dump", _write_then_fail(json.dump))
     with pytest.raises(OSError, match="No space"):
         cli.write_json(path, {"ok": 2})
-    assert json.loads(open(path).read()) == {"ok": 1}
+    assert json.loads(Path(path).read_text()) == {"ok": 1}
     assert os.listdir(tmp_path) == ["metrics.json"]
 
 
@@ -182,12 +183,12 @@ def test_failed_png_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
     path = str(tmp_path / "loss.png")
     plots.loss_curve([3.0, 2.0, 1.0], path)
-    before = open(path, "rb").read()
+    before = Path(path).read_bytes()
     assert before.startswith(b"\x89PNG")
     monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: _write_then_fail(None)(fname))
     with pytest.raises(OSError, match="No space"):
         plots.loss_curve([1.0, 2.0], path)
-    assert open(path, "rb").read() == before
+    assert Path(path).read_bytes() == before
     assert os.listdir(tmp_path) == ["loss.png"]
 
 
@@ -199,12 +200,12 @@ def test_failed_safetensors_write_keeps_the_previous_file(tmp_path, monkeypatch)
 
     path = str(tmp_path / "w.safetensors")
     torch_io.save(path, {"w": np.ones(3, np.float32)})
-    before = open(path, "rb").read()
+    before = Path(path).read_bytes()
     monkeypatch.setattr(safetensors.numpy, "save_file",
                         lambda tensors, filename, metadata=None: _write_then_fail(None)(filename))
     with pytest.raises(OSError, match="No space"):
         torch_io.save(path, {"w": np.zeros(3, np.float32)})
-    assert open(path, "rb").read() == before
+    assert Path(path).read_bytes() == before
     assert os.listdir(tmp_path) == ["w.safetensors"]
     np.testing.assert_array_equal(torch_io.load(path)["w"], np.ones(3, np.float32))
 
@@ -282,3 +283,208 @@ def test_out_and_checkpoint_dir_may_be_one_folder(tmp_path):
 
     assert cli.main(mnist.Config, run, None, ["--out", folder, "--checkpoint-dir", folder]) == 0
     assert calls
+
+
+# --- 4. one line, exit 2, instead of a traceback or an abort -----------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*argv, timeout=300):
+    """Run `python -m experiments.<argv>` in a subprocess: (exit status, stderr lines other
+    than the Fashion-MNIST fallback notice)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                       cwd=ROOT, timeout=timeout, check=False)
+    return p.returncode, [l for l in p.stderr.splitlines() if not l.startswith("NOTICE:")]
+
+
+def _dataset(n=200, value=None, seed=0):
+    """A small MNIST-shaped Dataset (random images, or all `value`)."""
+    import numpy as np
+
+    from jaxnets import data as D
+
+    rng = np.random.default_rng(seed)
+    images = (rng.integers(0, 256, (n, 28, 28, 1)) if value is None
+              else np.full((n, 28, 28, 1), value)).astype(np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    return D.Dataset("mnist", "train", images, labels, tuple(map(str, range(10))), "synthetic")
+
+
+@pytest.mark.parametrize("module", EXPERIMENTS)
+@pytest.mark.parametrize("seed", [2**63, -1])
+def test_seed_out_of_range_is_one_line(module, seed, tmp_path, capsys):
+    import dataclasses
+
+    config_cls = importlib.import_module(f"experiments.{module}").Config
+    if "seed" not in {f.name for f in dataclasses.fields(config_cls)}:
+        pytest.skip(f"{module} has no seed")
+    assert _main_without_run(module, ["--out", str(tmp_path), "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed: must be in 0 .. " in err
+
+
+def test_largest_seed_runs():
+    from experiments import tensors
+
+    config, _ = cli.parse(tensors.Config, None, ["--seed", str(2**63 - 1)])
+    import jax
+
+    jax.random.key(config.seed)   # the bound is what jax takes
+
+
+def test_impossible_batch_size_is_one_line_not_an_abort(tmp_path):
+    """Today's abort inside XLA (exit 134) killed the process; run in a subprocess."""
+    code, err = _cli("experiments.mnist", "--batch-size", str(10**12), "--steps", "2",
+                     "--out", str(tmp_path), "--quiet")
+    assert code == 2 and len(err) == 1, err
+    assert "--batch-size" in err[0] and "2,147,483,647" in err[0]
+
+
+def test_batch_larger_than_memory_is_refused_before_compiling():
+    import numpy as np
+
+    from jaxnets import train
+
+    data = {"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.zeros(10, np.int32)}
+    # 1000 examples * (785 * 4 bytes + 8 * 10 steps) = 3.22 MB
+    train.check_batch_fits(data, 1000, 10, memory=4 * 10**6)
+    with pytest.raises(train.ConfigError, match="needs at least .* GiB, more than") as e:
+        train.check_batch_fits(data, 1000, 10, memory=3 * 10**6)
+    assert e.value.param == "batch_size"
+
+
+def test_run_training_refuses_a_batch_over_the_limit():
+    import numpy as np
+
+    from experiments import mnist
+    from jaxnets import train
+
+    config = mnist.Config(steps=2, batch_size=2**31, progress=False)
+    keys = train.split_keys(0)
+    state = mnist.init_state(config, keys.init)
+    with pytest.raises(train.ConfigError, match="examples a batch can hold"):
+        train.run_training(state, mnist.train_step(state.apply_fn),
+                           {"image": np.zeros((10, 28, 28, 1), np.uint8),
+                            "label": np.zeros(10, np.int32)},
+                           mnist.sampler(config, 10, keys.data), 2, keys, progress=False)
+
+
+def _mount_tmpfs(path, size="200k"):
+    import subprocess
+
+    path.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, check=False)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    return lambda: subprocess.run(["umount", str(path)], check=False)
+
+
+def test_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
+    """A real full disk: a 200 KiB tmpfs, too small for mnist's first checkpoint."""
+    small = tmp_path / "small"
+    umount = _mount_tmpfs(small)
+    try:
+        code, err = _cli("experiments.mnist", "--steps", "30", "--checkpoint-every", "10",
+                         "--checkpoint-dir", str(small / "c"), "--out", str(tmp_path / "o"),
+                         "--quiet")
+    finally:
+        umount()
+    assert code == 2 and len(err) == 1, err
+    assert "--checkpoint-dir" in err[0] and "no space left on device" in err[0]
+
+
+def test_full_disk_while_saving_a_checkpoint_simulated(tmp_path, monkeypatch, capsys):
+    """ENOSPC as orbax reports it (a ValueError from tensorstore, in a save or in the wait for
+    the pending one): one CheckpointError line naming the folder, exit 2, lock released."""
+    import orbax.checkpoint as ocp
+
+    from experiments import mnist
+    from jaxnets import checkpoint
+
+    def save(self, step, *args, **kwargs):
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "params.w1/0.0": Failed to write '
+                         "1026457 bytes to file 4: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    small = (_dataset(), _dataset(seed=1))
+    folder = tmp_path / "c"
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=small), None,
+                    ["--steps", "20", "--checkpoint-every", "10", "--checkpoint-dir",
+                     str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l]
+    assert len(err) == 1 and "no space left on device" in err[0], err
+    assert not (folder / checkpoint.LOCK).exists()
+
+
+def test_damaged_checkpoint_resume_prints_one_line(tmp_path):
+    """A resume from a damaged checkpoint via the command line: exactly one line on stderr
+    (no 'Event loop is closed' or orbax log noise after it)."""
+    folder, out = str(tmp_path / "c"), str(tmp_path / "o")
+    code, err = _cli("experiments.mnist", "--steps", "20", "--checkpoint-every", "20",
+                     "--checkpoint-dir", folder, "--out", out, "--quiet")
+    assert code == 0, err
+    files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(folder, "20", "state"))
+             for f in fs]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.seek(os.path.getsize(biggest) // 2)
+        f.write(os.urandom(4096))
+    for _ in range(4):  # the noise came in about half of the runs
+        code, err = _cli("experiments.mnist", "--steps", "30", "--checkpoint-dir", folder,
+                         "--out", out, "--quiet", "--resume")
+        assert code == 2 and len(err) == 1, err
+        assert "damaged" in err[0]
+
+
+def test_library_parameter_without_a_flag_is_not_named_as_one(tmp_path, capsys):
+    """run_training's num_steps has no --num-steps flag in mnist (its flag is --steps)."""
+    from experiments import mnist
+    from jaxnets.errors import CheckpointError
+
+    def run(config):
+        raise CheckpointError("holds 20 steps, more than this run's 10", param="num_steps")
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--num-steps" not in err and "holds 20 steps" in err
+
+
+def test_closed_loop_callbacks_are_quiet_other_unraisables_are_not(monkeypatch):
+    """The hook Checkpoints installs drops exactly the late 'Event loop is closed' callback and
+    hands every other unraisable exception to the hook before it."""
+    import asyncio
+    import sys
+
+    from jaxnets import checkpoint
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(str(u.exc_value)))
+    checkpoint._quiet_closed_loop_noise()
+    hook = sys.unraisablehook
+    checkpoint._quiet_closed_loop_noise()   # once per process, not chained twice
+    assert sys.unraisablehook is hook
+
+    def unraisable(e):
+        return type("U", (), {"exc_type": type(e), "exc_value": e, "exc_traceback":
+                              e.__traceback__, "err_msg": None, "object": None})()
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    try:
+        raise RuntimeError("Event loop is closed")   # the same text from elsewhere: kept
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    try:
+        raise RuntimeError("something else")
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    assert seen == ["Event loop is closed", "something else"]
