@@ -21,14 +21,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jaxnets.errors import ConfigError, JaxnetsError
+from jaxnets.errors import ConfigError, JaxnetsError, JaxnetsWarning
 
 # --- declaring fields ---------------------------------------------------------------------------
 
@@ -402,6 +404,16 @@ def answer_early(config_cls: type, doc: str | None) -> None:
         sys.exit(_usage_error(config_cls, e))
 
 
+def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
+                  line=None) -> None:
+    """warnings.showwarning for a run: a JaxnetsWarning as one line, others as Python would."""
+    if issubclass(category, JaxnetsWarning):
+        print(f"{prog(config_cls)}: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              file=sys.stderr if file is None else file, end="")
+
+
 def _usage_error(config_cls: type, e: Exception) -> int:
     text = describe(e, config_cls) if isinstance(e, JaxnetsError) else str(e)
     print(f"{prog(config_cls)}: error: {text}", file=sys.stderr)
@@ -427,7 +439,10 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
         check_early(config)
         # (multi-host: the hosts share one command line, and maybe one folder; process 0 locks)
         out = getattr(config, "out", None) if not getattr(config, "process_id", None) else None
-        with output_lock(out), CompileCache(common.compile_cache) as cache:
+        with output_lock(out), CompileCache(common.compile_cache) as cache, \
+                warnings.catch_warnings():
+            warnings.simplefilter("always", JaxnetsWarning)  # (each run says it again)
+            warnings.showwarning = functools.partial(_show_warning, config_cls)
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
     except JaxnetsError as e:

@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -42,7 +43,7 @@ from jax.sharding import Mesh
 
 from jaxnets import losses, parallel
 from jaxnets.data.batching import gather, to_device
-from jaxnets.errors import ConfigError
+from jaxnets.errors import ConfigError, JaxnetsWarning
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
@@ -270,6 +271,23 @@ def check_batch_fits(data: Mapping[str, Any], batch_size: int, chunk_steps: int,
                           "use a smaller batch size", param="batch_size")
 
 
+def non_finite_loss(losses: np.ndarray, first_step: int) -> str | None:
+    """The warning for the first NaN or infinite value of a chunk's per-step `losses` (whose
+    first value is step `first_step`, counting from 1), None when all are finite."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(losses, np.float64)))
+    if bad.size == 0:
+        return None
+    i = int(bad[0])
+    return (f"loss became {float(losses[i])} at step {first_step + i}: the learning rate may be "
+            "too large, or an input batch is all zeros (x / x.max() divides by 0); the run "
+            "goes on as the tutorial's would, its numbers are not meaningful")
+
+
+def _warn(text: str) -> None:
+    """run_training's default `warn`: a JaxnetsWarning (the CLI prints it as one line)."""
+    warnings.warn(text, JaxnetsWarning, stacklevel=3)
+
+
 class _Interrupt:
     """SIGINT/SIGTERM during training: noted here and acted on between chunks, so no signal
     lands inside orbax's asynchronous save (a KeyboardInterrupt there hangs ~300 s in orbax's
@@ -374,6 +392,7 @@ def run_training(
     desc: str = "train",
     on_chunk: Callable[[TrainState, History], None] | None = None,
     report: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = _warn,
 ) -> tuple[TrainState, History]:
     """The training driver every experiment calls: resume, train in compiled chunks, checkpoint.
 
@@ -398,6 +417,8 @@ def run_training(
       on_chunk: called after each chunk with (state, history), before that chunk's checkpoint
         is saved, e.g. to print running losses or `history.log` per-epoch results.
       report: called with the checkpoint status line before training (e.g. `print`).
+      warn: called once, after the chunk where it happens, when the loss first becomes NaN or
+        infinite (the step and a hint); the run goes on unchanged. Default: a JaxnetsWarning.
 
     Returns:
       (final state, History: every step's metrics and logs, restored ones included, and the
@@ -437,7 +458,16 @@ def run_training(
         # fuses an unrolled loop's remainder differently).
         chunk_size = math.gcd(chunk_size, left)
 
+    warned = False
+
     def after_chunk(state):
+        nonlocal warned
+        losses = history._chunks.get("loss")
+        if not warned and losses:
+            text = non_finite_loss(losses[-1], history.chunk_start + 1)
+            if text is not None:
+                warned = True
+                warn(text)
         if on_chunk is not None:
             on_chunk(state, history)
         if enabled:

@@ -488,3 +488,62 @@ def test_closed_loop_callbacks_are_quiet_other_unraisables_are_not(monkeypatch):
     except RuntimeError as e:
         sys.unraisablehook(unraisable(e))
     assert seen == ["Event loop is closed", "something else"]
+
+
+# --- 5. a loss that becomes NaN or inf is said once -------------------------------------------
+
+
+def test_lr_1e30_warns_once_on_the_command_line(tmp_path):
+    code, err = _cli("experiments.mnist", "--lr", "1e30", "--steps", "20", "--out",
+                     str(tmp_path), "--quiet")
+    assert code == 0, err
+    assert len(err) == 1 and err[0].startswith("python -m experiments.mnist: warning: loss "
+                                               "became "), err
+    assert "at step " in err[0] and "learning rate may be too large" in err[0]
+
+
+def test_all_black_images_warn_once_at_step_1_and_keep_the_numbers(tmp_path):
+    """The seed's x / x.max() divides 0 by 0 on an all-zero batch: the loss is NaN from step 1.
+    Several chunks, one warning; the metrics are what the run computes, NaN included."""
+    import numpy as np
+
+    from experiments import mnist
+    from jaxnets import train
+
+    config = mnist.Config(steps=12, batch_size=10, progress=False, quiet=True,
+                          out=str(tmp_path))
+    black = _dataset(n=50, value=0)
+    keys = train.split_keys(0)
+    state = mnist.init_state(config, keys.init)
+    said = []
+    _, history = train.run_training(
+        state, mnist.train_step(state.apply_fn), {"image": black.images, "label": black.labels},
+        mnist.sampler(config, len(black), keys.data), config.steps, keys, chunk_size=4,
+        progress=False, warn=said.append)
+    assert len(said) == 1 and said[0].startswith("loss became nan at step 1:"), said
+    assert np.isnan(history.metrics["loss"]).all() and len(history.metrics["loss"]) == 12
+
+
+def test_warning_reaches_the_experiment_through_cli_main(tmp_path, capsys):
+    """mnist.run does not pass warn=: the default JaxnetsWarning, printed by cli.main as one
+    line; a finite run says nothing."""
+    from experiments import mnist
+
+    black, grey = _dataset(n=50, value=0), _dataset(n=50)
+    argv = ["--steps", "8", "--batch-size", "10", "--out", str(tmp_path), "--quiet",
+            "--no-progress"]
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=(black, grey)), None, argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [l for l in err if "warning: loss became nan at step 1:" in l] and len(err) == 1
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=(grey, grey)), None, argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_non_finite_loss_names_the_first_bad_step():
+    import numpy as np
+
+    from jaxnets import train
+
+    assert train.non_finite_loss(np.array([1.0, 2.0]), 1) is None
+    assert train.non_finite_loss(np.array([1.0, np.inf, np.nan]), 11).startswith(
+        "loss became inf at step 12:")
