@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import math
@@ -404,6 +405,9 @@ def answer_early(config_cls: type, doc: str | None) -> None:
         sys.exit(_usage_error(config_cls, e))
 
 
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
                   line=None) -> None:
     """warnings.showwarning for a run: a JaxnetsWarning as one line, others as Python would."""
@@ -447,6 +451,15 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
     except JaxnetsError as e:
         print(f"{prog(config_cls)}: error: {describe(e, config_cls)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        # (a full or read-only disk while writing the outputs: the files written atomically
+        # are the previous ones or none, never cut off)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog(config_cls)}: error: {where}{e.strerror or e}; free space or choose "
+              f"another place ({flag('out')})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog(config_cls)}: interrupted", file=sys.stderr)

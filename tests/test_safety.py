@@ -547,3 +547,24 @@ def test_non_finite_loss_names_the_first_bad_step():
     assert train.non_finite_loss(np.array([1.0, 2.0]), 1) is None
     assert train.non_finite_loss(np.array([1.0, np.inf, np.nan]), 11).startswith(
         "loss became inf at step 12:")
+
+
+def test_full_disk_while_writing_the_outputs_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from experiments import mnist
+
+    def run(config):
+        cli.write_json(os.path.join(config.out, "metrics.json"), {"ok": 1})
+        raise OSError(errno.ENOSPC, "No space left on device",
+                      os.path.join(config.out, "loss_curve.png"))
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "loss_curve.png: No space left on device" in err[0], err
+
+    def bug(config):
+        raise FileNotFoundError(2, "a bug, not the disk")
+
+    with pytest.raises(FileNotFoundError):   # other OS errors stay tracebacks
+        cli.main(mnist.Config, bug, None, ["--out", str(tmp_path)])
