@@ -19,15 +19,19 @@ the tutorial-vs-jaxnets table (`compare`) and the files written (`wrote`), alway
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
+import functools
 import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jaxnets.errors import ConfigError, JaxnetsError
+from jaxnets.errors import ConfigError, JaxnetsError, JaxnetsWarning
 
 # --- declaring fields ---------------------------------------------------------------------------
 
@@ -38,20 +42,27 @@ def flag(param: str) -> str:
 
 
 def arg(default: Any, help: str, *, choices: Sequence[Any] | None = None,
-        metavar: str | None = None, group: str | None = None) -> Any:
-    """A Config field with its flag's help text (and fixed choices, if any) in its metadata.
+        metavar: str | None = None, group: str | None = None,
+        bounds: tuple[int, int] | None = None) -> Any:
+    """A Config field with its flag's help text (and fixed choices or inclusive integer
+    bounds, if any) in its metadata; `check_fields` checks those.
 
     `help` says what the flag does; for a bool that defaults to True the flag is
     `--no-<name>`, and `help` says what turning it off does."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": None if choices is None else tuple(choices),
-        "metavar": metavar, "group": group})
+        "metavar": metavar, "group": group, "bounds": bounds})
 
 
 # The fields several experiments share, so their help text is written once.
 
+# jax.random.key takes a seed that fits a signed 64-bit integer; negative seeds are refused
+# too, so that one run has one spelling.
+SEED_BOUNDS = (0, 2**63 - 1)
+
+
 def seed(default: int = 0) -> Any:
-    return arg(default, "PRNG seed: the same seed gives the same run")
+    return arg(default, "PRNG seed: the same seed gives the same run", bounds=SEED_BOUNDS)
 
 
 def out(name: str) -> Any:
@@ -118,10 +129,14 @@ def check(condition: bool, param: str, message: str) -> None:
 
 
 def check_fields(config: Any) -> None:
-    """The checks every field declares: its choices."""
+    """The checks every field declares: its choices, its bounds."""
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
+        bounds = f.metadata.get("bounds")
+        if bounds is not None and value is not None:
+            check(bounds[0] <= value <= bounds[1], f.name,
+                  f"must be in {bounds[0]} .. {bounds[1]:,}, got {value}")
         if choices is not None and value is not None:
             for v in (value if isinstance(value, tuple) else (value,)):
                 check(v in choices, f.name,
@@ -171,6 +186,94 @@ def check_devices(config: Any) -> None:
         check_positive(config, "num_processes")
         check(0 <= config.process_id < config.num_processes, "process_id",
               f"must be in 0 .. {config.num_processes - 1}, got {config.process_id}")
+
+
+# --- checks before any data is loaded (cli.main) -----------------------------------------------
+
+# Fields, by name, that say where a run writes (folders, files) or what it reads first: main
+# checks them before `run`, so a bad one fails in a second, not after the training.
+OUTPUT_FOLDERS = ("out", "checkpoint_dir", "tensorboard")
+OUTPUT_FILES = ("export",)
+INPUT_FILES = ("weights",)
+
+
+def check_writable_folder(path: str, param: str) -> None:
+    """ConfigError unless `path` is a folder this process can write into, or can create."""
+    full = os.path.abspath(path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ConfigError(f"{path} exists and is not a folder; name a folder (new or existing)",
+                          param=param)
+    existing = full
+    while not os.path.exists(existing):  # the nearest ancestor that exists is created under
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{path}: cannot be created, {existing} is a file, not a folder; "
+                          "choose another place", param=param)
+    # os.access also says no for a read-only file system, which permissions do not show.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: cannot write there ({existing} is not writable); choose "
+                          "another place", param=param)
+
+
+def check_writable_file(path: str, param: str) -> None:
+    """ConfigError unless the file `path` can be written (its folder exists or can be made)."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder; name a file", param=param)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{path}: cannot be created, {folder} is a file, not a folder; "
+                          "choose another place", param=param)
+    check_writable_folder(folder, param)
+
+
+def check_readable_file(path: str, param: str) -> None:
+    """ConfigError unless `path` is a file this process can read."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror}); pass an existing, readable "
+                          "file", param=param) from None
+
+
+def check_early(config: Any) -> None:
+    """The checks of a Config that need the file system or jax, by field name: output
+    folders and files writable, input files readable, no more devices than jax sees. main calls
+    it before `run`, so they fail before any data is loaded."""
+    names = [f.name for f in dataclasses.fields(config)]
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if name in OUTPUT_FOLDERS:
+            check_writable_folder(value, name)
+        elif name in OUTPUT_FILES:
+            check_writable_file(value, name)
+        elif name in INPUT_FILES:
+            check_readable_file(value, name)
+    if "devices" in names and config.devices != 1:
+        device_mesh(config.devices)  # ConfigError naming devices when jax sees fewer
+
+
+OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint folder's is .lock)
+
+
+@contextlib.contextmanager
+def output_lock(out: str | None):
+    """Hold a lock file in the output folder for the run (created now): a second run with the
+    same folder fails at once with CheckpointError naming `out`, instead of the two
+    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism."""
+    if out is None:
+        yield
+        return
+    from jaxnets import checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+    try:
+        yield
+    finally:
+        checkpoint.unlock_folder(path)
 
 
 # --- the parser generated from Config -----------------------------------------------------------
@@ -277,11 +380,19 @@ def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None
     args = vars(parser(config_cls, doc).parse_args(argv))
     common = {f.name: args.pop(f.name) for f in dataclasses.fields(Common)}
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-    return config_cls(**args), Common(**common)
+    config = config_cls(**args)
+    check_fields(config)  # (for every experiment, also those whose Config does not call it)
+    return config, Common(**common)
 
 
-def describe(e: JaxnetsError) -> str:
-    """An error as the command line says it: the parameter as its flag."""
+def describe(e: JaxnetsError, config_cls: type | None = None) -> str:
+    """An error as the command line says it: the parameter as its flag (only a flag that
+    exists when `config_cls` is given: a library parameter such as num_steps may have no flag
+    of its own)."""
+    if config_cls is not None and e.param:
+        names = {f.name for f in (*dataclasses.fields(config_cls), *dataclasses.fields(Common))}
+        if e.param not in names:
+            return e.message
     return f"{flag(e.param)}: {e.message}" if e.param else e.message
 
 
@@ -294,8 +405,21 @@ def answer_early(config_cls: type, doc: str | None) -> None:
         sys.exit(_usage_error(config_cls, e))
 
 
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
+                  line=None) -> None:
+    """warnings.showwarning for a run: a JaxnetsWarning as one line, others as Python would."""
+    if issubclass(category, JaxnetsWarning):
+        print(f"{prog(config_cls)}: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              file=sys.stderr if file is None else file, end="")
+
+
 def _usage_error(config_cls: type, e: Exception) -> int:
-    text = describe(e) if isinstance(e, JaxnetsError) else str(e)
+    text = describe(e, config_cls) if isinstance(e, JaxnetsError) else str(e)
     print(f"{prog(config_cls)}: error: {text}", file=sys.stderr)
     return 2
 
@@ -316,11 +440,26 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
             from jaxnets import parallel
 
             parallel.initialize(config.coordinator, config.num_processes, config.process_id)
-        with CompileCache(common.compile_cache) as cache:
+        check_early(config)
+        # (multi-host: the hosts share one command line, and maybe one folder; process 0 locks)
+        out = getattr(config, "out", None) if not getattr(config, "process_id", None) else None
+        with output_lock(out), CompileCache(common.compile_cache) as cache, \
+                warnings.catch_warnings():
+            warnings.simplefilter("always", JaxnetsWarning)  # (each run says it again)
+            warnings.showwarning = functools.partial(_show_warning, config_cls)
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
     except JaxnetsError as e:
-        print(f"{prog(config_cls)}: error: {describe(e)}", file=sys.stderr)
+        print(f"{prog(config_cls)}: error: {describe(e, config_cls)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        # (a full or read-only disk while writing the outputs: the files written atomically
+        # are the previous ones or none, never cut off)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog(config_cls)}: error: {where}{e.strerror or e}; free space or choose "
+              f"another place ({flag('out')})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog(config_cls)}: interrupted", file=sys.stderr)
@@ -444,12 +583,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> str:
-    """Write obj as JSON (atomically: a crash never leaves half a file)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    """Write obj as JSON, atomically (`jaxnets.atomic`: readers and concurrent writers never
+    see half a file; a failed write leaves the previous one)."""
+    from jaxnets import atomic
+
+    with atomic.replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(to_jsonable(obj), f, indent=1)
-    os.replace(tmp, path)
     return path
 
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
+import logging
 import math
 import os
 import socket
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -155,10 +158,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock(directory: str) -> str:
-    """Create `directory/LOCK` holding 'pid host'; CheckpointError if a live process holds it.
-    A lock left by a process that no longer runs (killed) is taken over."""
-    path = os.path.join(directory, LOCK)
+def lock_folder(directory: str, name: str = LOCK, *, param: str = "checkpoint_dir",
+                what: str = "checkpoint folder") -> str:
+    """Create `directory/name` holding 'pid host' and return its path; CheckpointError (naming
+    `param`; `what` the folder is, in the message) if a live process holds it. A lock left by a
+    process that no longer runs (killed) is taken over. `unlock_folder` releases it."""
+    path = os.path.join(directory, name)
     me = f"{os.getpid()} {socket.gethostname()}"
     for _ in range(3):
         try:
@@ -174,7 +179,7 @@ def _lock(directory: str) -> str:
                 raise CheckpointError(
                     f"{directory} is in use by another run (process {pid} on "
                     f"{host or 'this host'}, lock file {path}); wait for it to end or use "
-                    "another checkpoint folder", param="checkpoint_dir") from None
+                    f"another {what}", param=param) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)     # stale: its process is gone
             continue
@@ -182,7 +187,65 @@ def _lock(directory: str) -> str:
             f.write(me + "\n")
         return path
     raise CheckpointError(f"{directory}: cannot take the lock file {path}; another run keeps "
-                          "creating it, use another checkpoint folder", param="checkpoint_dir")
+                          f"creating it, use another {what}", param=param)
+
+
+def unlock_folder(path: str | None) -> None:
+    """Remove a lock file `lock_folder` made (None or already gone: nothing to do)."""
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+class _OrbaxErrorLogs(logging.Filter):
+    """Drops orbax's ERROR log records (tracebacks from its background save threads) while a
+    Checkpoints is open: every failure they report also reaches the run as an exception, which
+    Checkpoints turns into one CheckpointError line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR
+                    and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _closed_loop_noise(unraisable: Any) -> bool:
+    """Whether an unraisable exception is tensorstore's late callback into the event loop orbax
+    already closed: after a failed restore or save, reads and writes still in flight finish on
+    tensorstore's threads and call `loop.call_soon_threadsafe` on orbax's closed per-call loop,
+    which Python prints as an 'Event loop is closed' traceback after our one-line error."""
+    e, tb = unraisable.exc_value, unraisable.exc_traceback
+    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+        return False
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == "_check_closed"
+
+
+def _quiet_closed_loop_noise() -> None:
+    """Install (once per process) an unraisable-exception hook that drops `_closed_loop_noise`
+    and hands everything else to the hook it replaces. Process-wide, because the callbacks may
+    land after the failing call returned, even during interpreter shutdown."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxnets_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if not _closed_loop_noise(unraisable):
+            previous(unraisable)
+
+    hook._jaxnets_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def _write_error(directory: str, e: BaseException) -> CheckpointError:
+    """A failed (possibly asynchronous) save as one line, a full disk said plainly."""
+    text = str(e)
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        reason = "no space left on device"
+    else:
+        reason = f"{type(e).__name__}: {(text.splitlines() or [''])[0][:200]}"
+    return CheckpointError(f"{directory}: saving a checkpoint failed ({reason}); free space or "
+                           "use another checkpoint folder (the steps saved before are intact; "
+                           "resume from them)", param="checkpoint_dir")
 
 
 def _registry(items: Iterable[str]):
@@ -240,6 +303,7 @@ class Checkpoints:
         self._saved_step = -1
         self._manager = None
         self._lock_path: str | None = None
+        self._log_filter = _OrbaxErrorLogs()
 
     @property
     def enabled(self) -> bool:
@@ -262,7 +326,9 @@ class Checkpoints:
                                       "another checkpoint folder", param="checkpoint_dir")
             try:
                 os.makedirs(self.directory, exist_ok=True)
-                self._lock_path = _lock(self.directory)
+                self._lock_path = lock_folder(self.directory)
+                logging.getLogger("absl").addFilter(self._log_filter)
+                _quiet_closed_loop_noise()
                 options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
                                                        enable_async_checkpointing=True)
                 self._manager = ocp.CheckpointManager(
@@ -275,10 +341,8 @@ class Checkpoints:
         return self._manager
 
     def _unlock(self) -> None:
-        if self._lock_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._lock_path)
-            self._lock_path = None
+        unlock_folder(self._lock_path)
+        self._lock_path = None
 
     def _where(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
@@ -419,20 +483,31 @@ class Checkpoints:
                 "key_impl": _key_data(key)[1], "step": step, "data": data_fingerprint,
                 "logs": json.loads(json.dumps(logs, default=float)),
                 "digests": {"state": _digests(payload), "history": _digests(history)}}
-        self._open().save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta),
-            history=ocp.args.StandardSave(history)), force=True)
+        manager = self._open()
+        try:  # (an earlier asynchronous save's failure surfaces here too)
+            manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta),
+                history=ocp.args.StandardSave(history)), force=True)
+        except Exception as e:
+            raise _write_error(self.directory, e) from e
         self._saved_step = step
         return True
 
     def close(self) -> None:
-        """Wait for pending writes, release the manager and the folder's lock (safe twice)."""
+        """Wait for pending writes, release the manager and the folder's lock (safe twice).
+        Raises CheckpointError if a pending write failed (a full disk)."""
+        manager, self._manager = self._manager, None
         try:
-            if self._manager is not None:
-                self._manager.wait_until_finished()
-                self._manager.close()
+            if manager is not None:
+                try:
+                    manager.wait_until_finished()
+                except Exception as e:
+                    raise _write_error(self.directory, e) from e
+                finally:
+                    with contextlib.suppress(Exception):
+                        manager.close()
         finally:
-            self._manager = None
+            logging.getLogger("absl").removeFilter(self._log_filter)
             self._unlock()
 
 
@@ -443,6 +518,7 @@ def restore_state(directory: str, state: Any, step: int | None = None) -> Any:
 
     if not os.path.isdir(directory):
         raise CheckpointError(f"{directory}: no such checkpoint folder", param="checkpoint_dir")
+    _quiet_closed_loop_noise()
     manager = ocp.CheckpointManager(os.path.abspath(directory),
                                     handler_registry=_registry(("state", "meta", "history")))
     try:

@@ -38,3 +38,8 @@ class DataUnavailable(JaxnetsError, FileNotFoundError):
 
 class CheckpointError(JaxnetsError, ValueError):
     """A checkpoint is missing, corrupt or does not match the model being restored."""
+
+
+class JaxnetsWarning(UserWarning):
+    """A user-facing warning about a run that goes on (e.g. the loss became NaN): the CLI prints
+    it as one line on stderr."""

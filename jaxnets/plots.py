@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxnets import atomic
+
 
 def _pyplot():
     import matplotlib
@@ -21,9 +23,14 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    """Write the figure atomically (a full disk leaves the previous PNG, not a cut-off one)."""
+    try:
+        with atomic.replacing(path) as tmp:
+            # the format by name: the temporary file's name ends in .tmp
+            fig.savefig(tmp, dpi=100, bbox_inches="tight",
+                        format=os.path.splitext(path)[1].lstrip(".") or "png")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from jaxnets import atomic
 from jaxnets.errors import CheckpointError
 
 Rename = Callable[[str], str]
@@ -138,11 +139,9 @@ def save(path: str, state_dict: Mapping[str, np.ndarray],
     """Write a state_dict as safetensors (PyTorch's `safetensors.torch.load_file` reads it)."""
     from safetensors.numpy import save_file
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    save_file({k: _contiguous(v) for k, v in state_dict.items()}, tmp,
-              metadata=dict(metadata) if metadata else None)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        save_file({k: _contiguous(v) for k, v in state_dict.items()}, tmp,
+                  metadata=dict(metadata) if metadata else None)
     return path
 
 

@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -42,6 +43,7 @@ from jax.sharding import Mesh
 
 from jaxnets import losses, parallel
 from jaxnets.data.batching import gather, to_device
+from jaxnets.errors import ConfigError, JaxnetsWarning
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
@@ -232,6 +234,60 @@ def fingerprint(data: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
+# XLA's dimension sizes and our gathered batch indices are 32-bit: no batch can be larger.
+MAX_BATCH = 2**31 - 1
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory (os.sysconf), None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_batch_fits(data: Mapping[str, Any], batch_size: int, chunk_steps: int,
+                     memory: int | None = None) -> None:
+    """ConfigError (batch_size) for a batch no run can hold, before anything is compiled (XLA
+    aborts the whole process on an impossible allocation, with no Python error to catch):
+    more than MAX_BATCH examples, or more bytes than the machine's memory (`memory`, default
+    `memory_bytes()`) for one batch of the examples as float32 plus the batch indices of a
+    chunk of `chunk_steps` steps. A lower bound of what training needs, so nothing that could
+    run is refused."""
+    if batch_size > MAX_BATCH:
+        raise ConfigError(f"{batch_size:,} is more than the {MAX_BATCH:,} examples a batch can "
+                          "hold; use a smaller batch size", param="batch_size")
+    memory = memory_bytes() if memory is None else memory
+    if memory is None:
+        return
+    # each example's arrays as the models compute them (float32, or wider), plus its int32
+    # index and float32 mask for every step of a chunk
+    example = sum(int(np.prod(np.shape(v)[1:])) * max(np.dtype(v.dtype).itemsize, 4)
+                  for v in data.values())
+    need = batch_size * (example + 8 * chunk_steps)
+    if need > memory:
+        raise ConfigError(f"a batch of {batch_size:,} examples needs at least {need / 2**30:,.1f}"
+                          f" GiB, more than this machine's {memory / 2**30:,.1f} GiB of memory; "
+                          "use a smaller batch size", param="batch_size")
+
+
+def non_finite_loss(losses: np.ndarray, first_step: int) -> str | None:
+    """The warning for the first NaN or infinite value of a chunk's per-step `losses` (whose
+    first value is step `first_step`, counting from 1), None when all are finite."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(losses, np.float64)))
+    if bad.size == 0:
+        return None
+    i = int(bad[0])
+    return (f"loss became {float(losses[i])} at step {first_step + i}: the learning rate may be "
+            "too large, or an input batch is all zeros (x / x.max() divides by 0); the run "
+            "goes on as the tutorial's would, its numbers are not meaningful")
+
+
+def _warn(text: str) -> None:
+    """run_training's default `warn`: a JaxnetsWarning (the CLI prints it as one line)."""
+    warnings.warn(text, JaxnetsWarning, stacklevel=3)
+
+
 class _Interrupt:
     """SIGINT/SIGTERM during training: noted here and acted on between chunks, so no signal
     lands inside orbax's asynchronous save (a KeyboardInterrupt there hangs ~300 s in orbax's
@@ -336,6 +392,7 @@ def run_training(
     desc: str = "train",
     on_chunk: Callable[[TrainState, History], None] | None = None,
     report: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = _warn,
 ) -> tuple[TrainState, History]:
     """The training driver every experiment calls: resume, train in compiled chunks, checkpoint.
 
@@ -360,6 +417,8 @@ def run_training(
       on_chunk: called after each chunk with (state, history), before that chunk's checkpoint
         is saved, e.g. to print running losses or `history.log` per-epoch results.
       report: called with the checkpoint status line before training (e.g. `print`).
+      warn: called once, after the chunk where it happens, when the loss first becomes NaN or
+        infinite (the step and a hint); the run goes on unchanged. Default: a JaxnetsWarning.
 
     Returns:
       (final state, History: every step's metrics and logs, restored ones included, and the
@@ -375,6 +434,9 @@ def run_training(
     enabled = checkpoints is not None and checkpoints.enabled
     if enabled:
         chunk_size = checkpoints.chunk_size(chunk_size)
+    if getattr(sampler, "batch_size", None) is not None:
+        check_batch_fits(data, sampler.batch_size, min(chunk_size, num_steps))
+    if enabled:
         data_id = fingerprint(data)
         restored = checkpoints.restore(state, key, data_fingerprint=data_id, num_steps=num_steps)
         if restored is not None:
@@ -396,7 +458,16 @@ def run_training(
         # fuses an unrolled loop's remainder differently).
         chunk_size = math.gcd(chunk_size, left)
 
+    warned = False
+
     def after_chunk(state):
+        nonlocal warned
+        losses = history._chunks.get("loss")
+        if not warned and losses:
+            text = non_finite_loss(losses[-1], history.chunk_start + 1)
+            if text is not None:
+                warned = True
+                warn(text)
         if on_chunk is not None:
             on_chunk(state, history)
         if enabled:

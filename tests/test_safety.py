@@ -1,0 +1,570 @@
+"""Safety of runs: bad output places and inputs found before any work, atomic writes, one run
+per output folder, one-line errors for impossible settings, a warning when the loss goes NaN."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import pytest
+
+from experiments import cli
+
+EXPERIMENTS = ["autograd", "cifar10", "lenet", "linear_classifier", "mnist", "report",
+               "resnet_step", "tensors", "thermometer", "two_layer"]
+
+
+def _main_without_run(module, argv):
+    """cli.main of an experiment with a `run` that fails the test if it is ever reached."""
+    mod = importlib.import_module(f"experiments.{module}")
+
+    def run(config):
+        raise AssertionError("run (data loading, training) was reached")
+
+    return cli.main(mod.Config, run, mod.__doc__, argv)
+
+
+# --- 1. output places, devices and weights are checked before any data is loaded ---------------
+
+
+@pytest.mark.parametrize("module", EXPERIMENTS)
+def test_out_naming_a_file_fails_before_run(module, tmp_path, capsys):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    assert _main_without_run(module, ["--out", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--out" in err and "is not a folder" in err
+
+
+@pytest.mark.parametrize("module", ["mnist", "resnet_step"])
+def test_out_under_a_file_fails_before_run(module, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    assert _main_without_run(module, ["--out", str(tmp_path / "a_file" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file, not a folder" in err
+
+
+def test_unwritable_out_fails_before_run(tmp_path, monkeypatch, capsys):
+    # (as root permissions do not stop a write; a read-only file system does, and os.access
+    # reports both: simulated here)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(locked)
+                        else real(p, mode, **kw))
+    assert _main_without_run("mnist", ["--out", str(locked / "run")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permissions")
+def test_read_only_folder_fails_before_run(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert _main_without_run("mnist", ["--out", str(locked / "run")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_checkpoint_dir_and_export_checked_before_run(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert _main_without_run("mnist", ["--out", str(tmp_path / "o"),
+                                       "--checkpoint-dir", str(tmp_path / "f")]) == 2
+    assert "--checkpoint-dir" in capsys.readouterr().err
+    assert _main_without_run("resnet_step", ["--out", str(tmp_path / "o"), "--export",
+                                             str(tmp_path / "f" / "w.safetensors")]) == 2
+    assert "--export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module,path", [("resnet_step", "missing.safetensors"),
+                                         ("cifar10", "missing.safetensors"),
+                                         ("cifar10", ".")])
+def test_weights_unreadable_fails_before_run(module, path, tmp_path, capsys):
+    assert _main_without_run(module, ["--out", str(tmp_path / "o"), "--weights",
+                                      str(tmp_path / path)]) == 2
+    err = capsys.readouterr().err
+    assert "--weights" in err and "cannot read it" in err
+
+
+def test_more_devices_than_the_machine_fails_before_run(tmp_path, capsys):
+    import jax
+
+    n = 4 * jax.device_count()
+    assert _main_without_run("mnist", ["--out", str(tmp_path / "o"), "--devices", str(n),
+                                       "--batch-size", str(25 * n)]) == 2
+    assert "--devices" in capsys.readouterr().err
+
+
+def test_bad_out_never_loads_data(tmp_path, monkeypatch, capsys):
+    """The real mnist.main: the data loader is never called."""
+    from experiments import mnist
+
+    def load_data(config):
+        raise AssertionError("data loaded before --out was checked")
+
+    monkeypatch.setattr(mnist, "load_data", load_data)
+    (tmp_path / "f").write_text("x")
+    assert mnist.main(["--out", str(tmp_path / "f")]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+# --- 2. every file we write is written atomically under a unique temporary name ---------------
+
+_WRITER = """
+import sys
+from experiments import cli
+path, tag = sys.argv[1], sys.argv[2]
+for i in range({n}):
+    cli.write_json(path, {{"writer": tag, "i": i, "payload": list(range(200))}})
+"""
+
+
+def test_concurrent_json_writers_and_a_reader(tmp_path):
+    """Two processes write one metrics.json 400 times each while this one reads it: no writer
+    fails (a shared fixed temporary name made them rename each other's files away) and every
+    read is valid JSON."""
+    import json
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {"writer": "first"})
+    code = _WRITER.format(n=400)
+    writers = [subprocess.Popen([sys.executable, "-c", code, path, tag],
+                                stderr=subprocess.PIPE, text=True,
+                                cwd=os.path.dirname(os.path.dirname(__file__)))
+               for tag in ("a", "b")]
+    reads = 0
+    while any(w.poll() is None for w in writers) or reads == 0:
+        with open(path) as f:
+            json.loads(f.read())   # raises on a half-written file
+        reads += 1
+    errors = [w.stderr.read() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    assert json.loads(Path(path).read_text())["i"] == 399
+    assert os.listdir(tmp_path) == ["metrics.json"]   # no temporary file left
+
+
+def _enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _write_then_fail(write):
+    """A writer that writes a few bytes to its target, then fails as a full disk does."""
+    def fail(*args, **kwargs):
+        target = next(a for a in (*args, *kwargs.values())
+                      if isinstance(a, str) or hasattr(a, "write"))
+        if isinstance(target, str):
+            with open(target, "wb") as f:
+                f.write(b"\x89PNG half")
+        else:
+            target.write("{\"half\": ")
+        _enospc()
+    return fail
+
+
+def test_failed_json_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import json
+
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {"ok": 1})
+    monkeypatch.setattr(json, "dump", _write_then_fail(json.dump))
+    with pytest.raises(OSError, match="No space"):
+        cli.write_json(path, {"ok": 2})
+    assert json.loads(Path(path).read_text()) == {"ok": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_failed_png_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from jaxnets import plots
+
+    path = str(tmp_path / "loss.png")
+    plots.loss_curve([3.0, 2.0, 1.0], path)
+    before = Path(path).read_bytes()
+    assert before.startswith(b"\x89PNG")
+    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: _write_then_fail(None)(fname))
+    with pytest.raises(OSError, match="No space"):
+        plots.loss_curve([1.0, 2.0], path)
+    assert Path(path).read_bytes() == before
+    assert os.listdir(tmp_path) == ["loss.png"]
+
+
+def test_failed_safetensors_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import numpy as np
+    import safetensors.numpy
+
+    from jaxnets import torch_io
+
+    path = str(tmp_path / "w.safetensors")
+    torch_io.save(path, {"w": np.ones(3, np.float32)})
+    before = Path(path).read_bytes()
+    monkeypatch.setattr(safetensors.numpy, "save_file",
+                        lambda tensors, filename, metadata=None: _write_then_fail(None)(filename))
+    with pytest.raises(OSError, match="No space"):
+        torch_io.save(path, {"w": np.zeros(3, np.float32)})
+    assert Path(path).read_bytes() == before
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+    np.testing.assert_array_equal(torch_io.load(path)["w"], np.ones(3, np.float32))
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """mkstemp makes 0600 files; what we write is readable as a plain open() would make it."""
+    path = str(tmp_path / "metrics.json")
+    cli.write_json(path, {})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- 3. one run per output folder -------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from experiments import cli
+with cli.output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_run_on_the_same_out_exits_2_at_once(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, out], stdout=subprocess.PIPE,
+                              text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _main_without_run("mnist", ["--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--out" in err and "in use by another run" in err
+        assert f"process {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead: its lock is stale and the next run takes it over
+    calls = []
+    from experiments import mnist
+    assert cli.main(mnist.Config, calls.append, None, ["--out", out]) == 0
+    assert len(calls) == 1
+    assert not os.path.exists(os.path.join(out, cli.OUT_LOCK))   # released after the run
+
+
+def test_out_lock_is_released_after_an_error(tmp_path):
+    from experiments import mnist
+    from jaxnets.errors import DataError
+
+    def run(config):
+        assert os.path.exists(os.path.join(config.out, cli.OUT_LOCK))
+        raise DataError("bad data")
+
+    out = str(tmp_path / "run")
+    assert cli.main(mnist.Config, run, None, ["--out", out]) == 2
+    assert not os.path.exists(os.path.join(out, cli.OUT_LOCK))
+
+
+def test_out_and_checkpoint_dir_may_be_one_folder(tmp_path):
+    """The output lock and the checkpoint lock are different files."""
+    from experiments import mnist
+
+    folder = str(tmp_path / "both")
+    calls = []
+
+    def run(config):
+        from jaxnets import checkpoint
+
+        path = checkpoint.lock_folder(config.checkpoint_dir)
+        checkpoint.unlock_folder(path)
+        calls.append(path)
+
+    assert cli.main(mnist.Config, run, None, ["--out", folder, "--checkpoint-dir", folder]) == 0
+    assert calls
+
+
+# --- 4. one line, exit 2, instead of a traceback or an abort -----------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*argv, timeout=300):
+    """Run `python -m experiments.<argv>` in a subprocess: (exit status, stderr lines other
+    than the Fashion-MNIST fallback notice)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                       cwd=ROOT, timeout=timeout, check=False)
+    return p.returncode, [l for l in p.stderr.splitlines() if not l.startswith("NOTICE:")]
+
+
+def _dataset(n=200, value=None, seed=0):
+    """A small MNIST-shaped Dataset (random images, or all `value`)."""
+    import numpy as np
+
+    from jaxnets import data as D
+
+    rng = np.random.default_rng(seed)
+    images = (rng.integers(0, 256, (n, 28, 28, 1)) if value is None
+              else np.full((n, 28, 28, 1), value)).astype(np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    return D.Dataset("mnist", "train", images, labels, tuple(map(str, range(10))), "synthetic")
+
+
+@pytest.mark.parametrize("module", EXPERIMENTS)
+@pytest.mark.parametrize("seed", [2**63, -1])
+def test_seed_out_of_range_is_one_line(module, seed, tmp_path, capsys):
+    import dataclasses
+
+    config_cls = importlib.import_module(f"experiments.{module}").Config
+    if "seed" not in {f.name for f in dataclasses.fields(config_cls)}:
+        pytest.skip(f"{module} has no seed")
+    assert _main_without_run(module, ["--out", str(tmp_path), "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed: must be in 0 .. " in err
+
+
+def test_largest_seed_runs():
+    from experiments import tensors
+
+    config, _ = cli.parse(tensors.Config, None, ["--seed", str(2**63 - 1)])
+    import jax
+
+    jax.random.key(config.seed)   # the bound is what jax takes
+
+
+def test_impossible_batch_size_is_one_line_not_an_abort(tmp_path):
+    """Today's abort inside XLA (exit 134) killed the process; run in a subprocess."""
+    code, err = _cli("experiments.mnist", "--batch-size", str(10**12), "--steps", "2",
+                     "--out", str(tmp_path), "--quiet")
+    assert code == 2 and len(err) == 1, err
+    assert "--batch-size" in err[0] and "2,147,483,647" in err[0]
+
+
+def test_batch_larger_than_memory_is_refused_before_compiling():
+    import numpy as np
+
+    from jaxnets import train
+
+    data = {"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.zeros(10, np.int32)}
+    # 1000 examples * (785 * 4 bytes + 8 * 10 steps) = 3.22 MB
+    train.check_batch_fits(data, 1000, 10, memory=4 * 10**6)
+    with pytest.raises(train.ConfigError, match="needs at least .* GiB, more than") as e:
+        train.check_batch_fits(data, 1000, 10, memory=3 * 10**6)
+    assert e.value.param == "batch_size"
+
+
+def test_run_training_refuses_a_batch_over_the_limit():
+    import numpy as np
+
+    from experiments import mnist
+    from jaxnets import train
+
+    config = mnist.Config(steps=2, batch_size=2**31, progress=False)
+    keys = train.split_keys(0)
+    state = mnist.init_state(config, keys.init)
+    with pytest.raises(train.ConfigError, match="examples a batch can hold"):
+        train.run_training(state, mnist.train_step(state.apply_fn),
+                           {"image": np.zeros((10, 28, 28, 1), np.uint8),
+                            "label": np.zeros(10, np.int32)},
+                           mnist.sampler(config, 10, keys.data), 2, keys, progress=False)
+
+
+def _mount_tmpfs(path, size="200k"):
+    import subprocess
+
+    path.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, check=False)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    return lambda: subprocess.run(["umount", str(path)], check=False)
+
+
+def test_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
+    """A real full disk: a 200 KiB tmpfs, too small for mnist's first checkpoint."""
+    small = tmp_path / "small"
+    umount = _mount_tmpfs(small)
+    try:
+        code, err = _cli("experiments.mnist", "--steps", "30", "--checkpoint-every", "10",
+                         "--checkpoint-dir", str(small / "c"), "--out", str(tmp_path / "o"),
+                         "--quiet")
+    finally:
+        umount()
+    assert code == 2 and len(err) == 1, err
+    assert "--checkpoint-dir" in err[0] and "no space left on device" in err[0]
+
+
+def test_full_disk_while_saving_a_checkpoint_simulated(tmp_path, monkeypatch, capsys):
+    """ENOSPC as orbax reports it (a ValueError from tensorstore, in a save or in the wait for
+    the pending one): one CheckpointError line naming the folder, exit 2, lock released."""
+    import orbax.checkpoint as ocp
+
+    from experiments import mnist
+    from jaxnets import checkpoint
+
+    def save(self, step, *args, **kwargs):
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "params.w1/0.0": Failed to write '
+                         "1026457 bytes to file 4: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    small = (_dataset(), _dataset(seed=1))
+    folder = tmp_path / "c"
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=small), None,
+                    ["--steps", "20", "--checkpoint-every", "10", "--checkpoint-dir",
+                     str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l]
+    assert len(err) == 1 and "no space left on device" in err[0], err
+    assert not (folder / checkpoint.LOCK).exists()
+
+
+def test_damaged_checkpoint_resume_prints_one_line(tmp_path):
+    """A resume from a damaged checkpoint via the command line: exactly one line on stderr
+    (no 'Event loop is closed' or orbax log noise after it)."""
+    folder, out = str(tmp_path / "c"), str(tmp_path / "o")
+    code, err = _cli("experiments.mnist", "--steps", "20", "--checkpoint-every", "20",
+                     "--checkpoint-dir", folder, "--out", out, "--quiet")
+    assert code == 0, err
+    files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(folder, "20", "state"))
+             for f in fs]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.seek(os.path.getsize(biggest) // 2)
+        f.write(os.urandom(4096))
+    for _ in range(4):  # the noise came in about half of the runs
+        code, err = _cli("experiments.mnist", "--steps", "30", "--checkpoint-dir", folder,
+                         "--out", out, "--quiet", "--resume")
+        assert code == 2 and len(err) == 1, err
+        assert "damaged" in err[0]
+
+
+def test_library_parameter_without_a_flag_is_not_named_as_one(tmp_path, capsys):
+    """run_training's num_steps has no --num-steps flag in mnist (its flag is --steps)."""
+    from experiments import mnist
+    from jaxnets.errors import CheckpointError
+
+    def run(config):
+        raise CheckpointError("holds 20 steps, more than this run's 10", param="num_steps")
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--num-steps" not in err and "holds 20 steps" in err
+
+
+def test_closed_loop_callbacks_are_quiet_other_unraisables_are_not(monkeypatch):
+    """The hook Checkpoints installs drops exactly the late 'Event loop is closed' callback and
+    hands every other unraisable exception to the hook before it."""
+    import asyncio
+    import sys
+
+    from jaxnets import checkpoint
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(str(u.exc_value)))
+    checkpoint._quiet_closed_loop_noise()
+    hook = sys.unraisablehook
+    checkpoint._quiet_closed_loop_noise()   # once per process, not chained twice
+    assert sys.unraisablehook is hook
+
+    def unraisable(e):
+        return type("U", (), {"exc_type": type(e), "exc_value": e, "exc_traceback":
+                              e.__traceback__, "err_msg": None, "object": None})()
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    try:
+        raise RuntimeError("Event loop is closed")   # the same text from elsewhere: kept
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    try:
+        raise RuntimeError("something else")
+    except RuntimeError as e:
+        sys.unraisablehook(unraisable(e))
+    assert seen == ["Event loop is closed", "something else"]
+
+
+# --- 5. a loss that becomes NaN or inf is said once -------------------------------------------
+
+
+def test_lr_1e30_warns_once_on_the_command_line(tmp_path):
+    code, err = _cli("experiments.mnist", "--lr", "1e30", "--steps", "20", "--out",
+                     str(tmp_path), "--quiet")
+    assert code == 0, err
+    assert len(err) == 1 and err[0].startswith("python -m experiments.mnist: warning: loss "
+                                               "became "), err
+    assert "at step " in err[0] and "learning rate may be too large" in err[0]
+
+
+def test_all_black_images_warn_once_at_step_1_and_keep_the_numbers(tmp_path):
+    """The seed's x / x.max() divides 0 by 0 on an all-zero batch: the loss is NaN from step 1.
+    Several chunks, one warning; the metrics are what the run computes, NaN included."""
+    import numpy as np
+
+    from experiments import mnist
+    from jaxnets import train
+
+    config = mnist.Config(steps=12, batch_size=10, progress=False, quiet=True,
+                          out=str(tmp_path))
+    black = _dataset(n=50, value=0)
+    keys = train.split_keys(0)
+    state = mnist.init_state(config, keys.init)
+    said = []
+    _, history = train.run_training(
+        state, mnist.train_step(state.apply_fn), {"image": black.images, "label": black.labels},
+        mnist.sampler(config, len(black), keys.data), config.steps, keys, chunk_size=4,
+        progress=False, warn=said.append)
+    assert len(said) == 1 and said[0].startswith("loss became nan at step 1:"), said
+    assert np.isnan(history.metrics["loss"]).all() and len(history.metrics["loss"]) == 12
+
+
+def test_warning_reaches_the_experiment_through_cli_main(tmp_path, capsys):
+    """mnist.run does not pass warn=: the default JaxnetsWarning, printed by cli.main as one
+    line; a finite run says nothing."""
+    from experiments import mnist
+
+    black, grey = _dataset(n=50, value=0), _dataset(n=50)
+    argv = ["--steps", "8", "--batch-size", "10", "--out", str(tmp_path), "--quiet",
+            "--no-progress"]
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=(black, grey)), None, argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [l for l in err if "warning: loss became nan at step 1:" in l] and len(err) == 1
+    assert cli.main(mnist.Config, lambda c: mnist.run(c, data=(grey, grey)), None, argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_non_finite_loss_names_the_first_bad_step():
+    import numpy as np
+
+    from jaxnets import train
+
+    assert train.non_finite_loss(np.array([1.0, 2.0]), 1) is None
+    assert train.non_finite_loss(np.array([1.0, np.inf, np.nan]), 11).startswith(
+        "loss became inf at step 12:")
+
+
+def test_full_disk_while_writing_the_outputs_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from experiments import mnist
+
+    def run(config):
+        cli.write_json(os.path.join(config.out, "metrics.json"), {"ok": 1})
+        raise OSError(errno.ENOSPC, "No space left on device",
+                      os.path.join(config.out, "loss_curve.png"))
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "loss_curve.png: No space left on device" in err[0], err
+
+    def bug(config):
+        raise FileNotFoundError(2, "a bug, not the disk")
+
+    with pytest.raises(FileNotFoundError):   # other OS errors stay tracebacks
+        cli.main(mnist.Config, bug, None, ["--out", str(tmp_path)])
