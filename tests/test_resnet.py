@@ -414,7 +414,7 @@ def test_pretrained_downloads_through_the_experiment(ref, tmp_path, monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     try:
         metrics = resnet_step.run(resnet_step.Config(pretrained=True, out=str(tmp_path / "o"),
-                                                     verbose=False))
+                                                     quiet=True))
     finally:
         server.shutdown()
     assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" /
