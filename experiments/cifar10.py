@@ -4,6 +4,8 @@
     python -m experiments.cifar10 --data-dir DIR                # local cifar-10-batches-bin (or .tar.gz)
     python -m experiments.cifar10 --weights runs/cifar10/cifar_net.safetensors   # test only
     python -m experiments.cifar10 --optimizer adam              # Adam instead of SGD + momentum
+    python -m experiments.cifar10 --device gpu                  # the blitz's "training on a GPU"
+    python -m experiments.cifar10 --tensorboard runs/tb/cifar10 # also TensorBoard events
 
 The recipe: ToTensor + Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), batch 4 in a shuffled order,
 the 3-channel LeNet (62,006 parameters, PyTorch's init), CrossEntropyLoss, SGD lr 0.001

@@ -3,6 +3,7 @@
     python -m experiments.linear_classifier                       # Fashion-MNIST, 20 epochs
     python -m experiments.linear_classifier --epochs 5 --out runs/linear
     python -m experiments.linear_classifier --optimizer adam      # Adam instead of SGD + momentum
+    python -m experiments.linear_classifier --tensorboard runs/tb/linear   # also TensorBoard events
     python -m experiments.linear_classifier --dataset mnist --data-dir DIR   # where MNIST exists
 
 The recipe (the seed's notebook): `fc1 = nn.Linear(28 * 28, num_classes)` applied to

@@ -4,6 +4,7 @@
     python -m experiments.mnist --optimizer adam     # the seed's Adam version
     python -m experiments.mnist --zero-grad          # textbook SGD instead of the seed's quirk
     python -m experiments.mnist --devices 4          # data parallel over 4 devices (see jaxnets.parallel)
+    python -m experiments.mnist --tensorboard runs/tb/mnist   # also TensorBoard events
 
 The recipe: w1 = randn(784, 200), w2 = randn(200, 10), no biases, `relu(x @ w1) @ w2`,
 CrossEntropyLoss, lr 1e-3, 2000 iterations of 100 training images drawn with replacement, each
@@ -16,7 +17,9 @@ in the output; --zero-grad gives the textbook update.
 
 Without MNIST (no internet, nothing cached) it runs on Fashion-MNIST if that is installed
 locally (Debian's dataset-fashion-mnist), with a notice: the tutorial's figures are for MNIST.
-Writes metrics.json and loss_curve.png into --out.
+It first prints the seed's first snippet, the untrained network on one random vector. Writes
+metrics.json (with the loss of every step, the list the seed prints) and loss_curve.png into
+--out.
 """
 
 from __future__ import annotations
