@@ -73,7 +73,8 @@ def run_captured(cfg: cifar10.Config) -> tuple[dict, list[str]]:
 @pytest.fixture(scope="module")
 def full_run(cifar_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run"))
-    metrics, lines = run_captured(config(cifar_dir, out))
+    metrics, lines = run_captured(config(cifar_dir, out,
+                                         tensorboard=os.path.join(out, "tensorboard")))
     return out, metrics, lines
 
 
@@ -88,6 +89,7 @@ def test_full_pipeline_prints_and_files(full_run, cifar_dir):
     test = D.load("cifar10", "test", cifar_dir)
     classes = cifar.CLASS_NAMES
     assert metrics["parameters"] == 62006 and "62,006 parameters" in lines[0]
+    assert "3 epochs; training on " in lines[0]  # seed 001's "training on a GPU": which device
     # The tutorial's running-loss prints: `i % 20 == 19` within each epoch of 50 batches.
     prints = [ln for ln in lines if ln.startswith("[") and "loss:" in ln]
     ends = [(e, i) for e in (1, 2, 3) for i in (20, 40)]
@@ -137,6 +139,9 @@ def test_weights_option_tests_a_saved_model_without_training(full_run, cifar_dir
     again, lines = run_captured(config(cifar_dir, str(tmp_path),
                                        weights=os.path.join(out, "cifar_net.safetensors")))
     assert "Finished Training" not in lines and not again["trained"]
+    # A test-only run says what it tests, not the training header (no batch, epochs, optimizer).
+    assert lines[0].startswith("[cifar10] testing ") and "epoch" not in lines[0]
+    assert not os.path.exists(tmp_path / "train_images.png")
     assert again["correct"] == metrics["correct"] and again["predicted"] == metrics["predicted"]
     assert not os.path.exists(tmp_path / "cifar_net.safetensors")
 
@@ -287,3 +292,74 @@ def test_runs_through_the_tfds_download_path(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9")
     assert cifar10.main(argv + ["--weights", str(tmp_path / "out" / "cifar_net.safetensors")]) == 0
     assert "from tfds cache" in capsys.readouterr().out
+
+
+def test_optimizer_flag_builds_that_rule(tmp_path):
+    """--optimizer adam: torch.optim.Adam's rule (optim.adam) instead of SGD with momentum."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnets import optim
+
+    for name, ref_tx in (("sgd", optim.sgd(1e-3, momentum=0.9)), ("adam", optim.adam(1e-3))):
+        state = cifar10.init_state(cifar10.Config(optimizer=name, out=str(tmp_path)),
+                                   jax.random.key(0))
+        grads = jax.tree.map(jnp.ones_like, state.params)
+        s, r = state.tx.init(state.params), ref_tx.init(state.params)
+        for _ in range(3):
+            ours, s = state.tx.update(grads, s, state.params)
+            want, r = ref_tx.update(grads, r, state.params)
+            jax.tree.map(np.testing.assert_array_equal, ours, want)
+    with pytest.raises(ConfigError, match="momentum"):
+        cifar10.Config(optimizer="adam", momentum=0.5)
+
+
+def test_tensorboard_events_hold_the_run(full_run, cifar_dir):
+    """--tensorboard: the losses, test accuracy, shown training images and confusion matrix."""
+    from PIL import Image
+    from test_tensorboard import _decode, _read
+
+    from jaxnets import metrics as M
+    from jaxnets import plots
+
+    out, metrics, _ = full_run
+    acc = _read(os.path.join(out, "tensorboard"))
+    losses = np.asarray(metrics["losses"], np.float32)
+    loss_events = acc.Scalars("train/loss")
+    assert [e.step for e in loss_events] == list(range(1, len(losses) + 1))
+    np.testing.assert_array_equal([e.value for e in loss_events], losses)
+    (accuracy,) = acc.Scalars("test/accuracy")
+    assert (accuracy.step, accuracy.value) == (len(losses), np.float32(metrics["test_accuracy"]))
+    (grid,) = acc.Images("train/images")
+    train_set = D.load("cifar10", "train", cifar_dir)
+    sampler = D.EpochSampler(len(train_set), 4, train.split_keys(0).data)
+    first = sampler.epoch_batches(0)[0][0][:4]
+    shown = np.round(np.clip(cifar10.unnormalize(train_set.images[first]), 0, 1) * 255)
+    np.testing.assert_array_equal(_decode(grid), plots.make_grid(shown.astype(np.uint8)))
+    # The confusion matrix of the saved network's predictions, computed by PyTorch.
+    net = Net()
+    net.load_state_dict(load_file(os.path.join(out, "cifar_net.safetensors")))
+    test = D.load("cifar10", "test", cifar_dir)
+    with torch.no_grad():
+        predicted = net(torch_inputs(test.images)).argmax(1).numpy()
+    cm = M.confusion_matrix(test.labels, predicted, 10)
+    png = plots.confusion_matrix(cm, cifar.CLASS_NAMES, os.path.join(out, "cm_check.png"))
+    (cm_event,) = acc.Images("test/confusion_matrix")
+    assert cm_event.step == len(losses)
+    np.testing.assert_array_equal(_decode(cm_event), np.asarray(Image.open(png).convert("RGB")))
+
+
+def test_device_choice(cifar_dir, tmp_path, capsys):
+    """--device cpu trains there and says so; an absent platform is a one-line error."""
+    import jax
+
+    code = cifar10.main(["--data-dir", cifar_dir, "--device", "cpu", "--epochs", "1",
+                         "--out", str(tmp_path / "cpu"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"training on cpu ({jax.devices('cpu')[0]})" in out.splitlines()[0]
+    absent = next(p for p in ("tpu", "gpu") if p not in {d.platform for d in jax.devices()})
+    code = cifar10.main(["--data-dir", cifar_dir, "--device", absent, "--out",
+                         str(tmp_path / "absent")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"--device: no {absent} here" in err
+    assert not os.path.exists(tmp_path / "absent" / "metrics.json")

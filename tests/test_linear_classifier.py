@@ -12,7 +12,7 @@ import torch
 
 from experiments import linear_classifier as E
 from experiments import pytorch_reference
-from jaxnets import torch_io
+from jaxnets import optim, torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import LinearClassifier
 
@@ -134,3 +134,46 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, fashion):
     differ = {"compile_seconds", "train_seconds", "plots"}
     assert cli.to_jsonable({k: v for k, v in resumed.items() if k not in differ}) == \
         cli.to_jsonable({k: v for k, v in full.items() if k not in differ})
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("sgd", lambda: optim.sgd(1e-3, momentum=0.9)), ("adam", lambda: optim.adam(1e-3))])
+def test_optimizer_flag_builds_that_rule(name, reference):
+    """--optimizer picks the rule through optim.by_name (each rule's torch parity: test_optim)."""
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    grads = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)}
+    tx, ref = E.make_optimizer(E.Config(optimizer=name)), reference()
+    s, r = tx.init(params), ref.init(params)
+    for _ in range(3):
+        u, s = tx.update(grads, s, params)
+        v, r = ref.update(grads, r, params)
+        np.testing.assert_array_equal(u["w"], v["w"])
+
+
+def test_adam_takes_no_momentum():
+    with pytest.raises(ConfigError, match="momentum"):
+        E.Config(optimizer="adam", momentum=0.5)
+
+
+def test_tensorboard_events_hold_the_run(tmp_path, fashion):
+    """--tensorboard: every step's loss, each epoch's test accuracy, the confusion matrix."""
+    from PIL import Image
+    from test_tensorboard import _decode, _read
+
+    from jaxnets import plots
+
+    small = (_subset(fashion[0], 500), _subset(fashion[1], 200))
+    m = E.run(E.Config(epochs=2, progress=False, out=str(tmp_path / "out"),
+                       tensorboard=str(tmp_path / "tb")), data=small)
+    acc = _read(str(tmp_path / "tb"))
+    loss_events = acc.Scalars("train/loss")
+    assert [e.step for e in loss_events] == list(range(1, 17))  # 2 epochs of 8 batches
+    np.testing.assert_array_equal([e.value for e in loss_events],
+                                  np.asarray(m["losses"], np.float32))
+    assert [(e.step, e.value) for e in acc.Scalars("test/accuracy")] == [
+        (8 * e["epoch"], np.float32(e["test_accuracy"])) for e in m["per_epoch"]]
+    (cm_event,) = acc.Images("test/confusion_matrix")
+    png = plots.confusion_matrix(np.asarray(m["confusion_matrix"]), fashion[0].class_names,
+                                 str(tmp_path / "cm.png"))
+    assert cm_event.step == 16
+    np.testing.assert_array_equal(_decode(cm_event), np.asarray(Image.open(png).convert("RGB")))

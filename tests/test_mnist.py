@@ -42,6 +42,46 @@ def test_same_seed_same_run(tmp_path, fashion):
     assert not np.array_equal(a["losses"], c["losses"])
 
 
+def test_tensorboard_events_hold_the_losses_and_accuracy(tmp_path, fashion):
+    """--tensorboard writes every step's loss and the test accuracy; the run is unchanged."""
+    from test_tensorboard import _read
+
+    base = {"dataset": "fashion_mnist", "steps": 30, "progress": False}
+    plain = mnist.run(mnist.Config(out=str(tmp_path / "a"), **base), data=fashion)
+    m = mnist.run(mnist.Config(out=str(tmp_path / "b"), tensorboard=str(tmp_path / "tb"), **base),
+                  data=fashion)
+    np.testing.assert_array_equal(m["losses"], plain["losses"])
+    acc = _read(str(tmp_path / "tb"))
+    loss_events = acc.Scalars("train/loss")
+    assert [e.step for e in loss_events] == list(range(1, 31))
+    np.testing.assert_array_equal([e.value for e in loss_events],
+                                  np.asarray(m["losses"], np.float32))
+    (accuracy,) = acc.Scalars("test/accuracy")
+    assert (accuracy.step, accuracy.value) == (30, np.float32(m["test_accuracy"]))
+
+
+def test_prints_the_seeds_first_snippet_and_where_the_losses_are(tmp_path, fashion, capsys):
+    """Seed 000 starts with `x = torch.randn(784); print(nn(x, w1, w2))` on the untrained
+    weights, and prints its whole loss list: the run prints the first, says where the second is."""
+    import torch
+
+    cfg = mnist.Config(dataset="fashion_mnist", steps=20, out=str(tmp_path), progress=False)
+    keys = train.split_keys(cfg.seed)
+    state = mnist.init_state(cfg, keys.init)
+    mnist.run(cfg, data=fashion, state=state)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "x = randn(784); nn(x, w1, w2) before training:"
+    end = next(i for i, ln in enumerate(lines) if ln.endswith("]"))  # the array may wrap
+    printed = np.array(" ".join(lines[1:end + 1]).strip("[] ").split(","), dtype=np.float32)
+    x = torch.tensor(np.asarray(jax.random.normal(jax.random.fold_in(keys.init, 1), (784,))))
+    w1, w2 = (torch.tensor(np.asarray(state.params[k])) for k in ("w1", "w2"))
+    want = (x @ w1).clamp(min=0) @ w2   # the seed's nn: relu(x @ w1) @ w2
+    np.testing.assert_allclose(printed, want.numpy(), rtol=1e-4, atol=1e-3)
+    assert np.abs(printed).max() > 50   # randn weights: values in the hundreds, as the seed's
+    where = next(ln for ln in lines if ln.startswith("the loss of every step"))
+    assert "(20 values" in where and str(tmp_path / "metrics.json") in where and '"losses"' in where
+
+
 def test_cli_runs_on_a_data_dir(tmp_path, capsys):
     d = make_idx_dir(str(tmp_path / "data"), n_train=300, n_test=50, gz=True)
     out = tmp_path / "out"
@@ -63,6 +103,9 @@ def test_falls_back_to_local_fashion_mnist_with_a_notice(tmp_path, capsys, monke
     assert code == 0
     assert "NOTICE: MNIST is not available" in captured.err
     assert "tutorial's figures are for MNIST" in captured.err
+    # Short lines in a command-line user's terms: flags and environment, no library parameters.
+    assert max(map(len, captured.err.splitlines())) <= 160
+    assert "mirror=" not in captured.err and "--data-dir DIR" in captured.err
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["dataset"] == "fashion_mnist"
 
 
