@@ -26,6 +26,7 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -389,11 +390,15 @@ def describe(e: JaxnetsError, config_cls: type | None = None) -> str:
     """An error as the command line says it: the parameter as its flag (only a flag that
     exists when `config_cls` is given: a library parameter such as num_steps may have no flag
     of its own)."""
-    if config_cls is not None and e.param:
+    message = e.message
+    if config_cls is not None:
         names = {f.name for f in (*dataclasses.fields(config_cls), *dataclasses.fields(Common))}
-        if e.param not in names:
-            return e.message
-    return f"{flag(e.param)}: {e.message}" if e.param else e.message
+        # the library's text names parameters (`point data_dir at ...`): say their flags
+        for name in sorted((n for n in names if "_" in n), key=len, reverse=True):
+            message = re.sub(rf"(?<![\w-]){name}\b", flag(name), message)
+        if e.param and e.param not in names:
+            return message
+    return f"{flag(e.param)}: {message}" if e.param else message
 
 
 def answer_early(config_cls: type, doc: str | None) -> None:

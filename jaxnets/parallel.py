@@ -21,8 +21,9 @@ devices of all hosts and each process feeds its own devices' shards of the same 
         --coordinator host0.example:1234 --num-processes 2 --process-id h
 
 The batch size must be a multiple of the mesh size (a clear ConfigError otherwise).
-On the command line: `--devices N`, and `--coordinator/--num-processes/--process-id` on several
-hosts (experiments.cli translates these errors' parameters to its flags).
+The experiments take these as Config fields (devices; coordinator, num_processes and process_id
+on several hosts); experiments.cli turns them into flags and these errors' parameters into those
+flags.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_torchvision_layout(tmp_path):
 def test_data_dir_without_files(tmp_path):
     with pytest.raises(DataUnavailable, match="no mnist train files") as e:
         data.load("mnist", "train", str(tmp_path))
-    assert "--data-dir" in str(e.value)
+    assert "data_dir" in str(e.value)
     with pytest.raises(DataUnavailable, match="no such directory"):
         data.load("mnist", "train", str(tmp_path / "nope"))
 

@@ -134,7 +134,7 @@ def test_offline_fails_fast_listing_the_ways(tmp_path, monkeypatch, how):
     assert time.perf_counter() - start < 5
     message = str(err.value)
     assert mirror in message
-    assert "--data-dir" in message and "tensorflow-datasets" in message
+    assert "data_dir" in message and "tensorflow-datasets" in message
     assert tfds_source.MIRROR_ENV in message
 
 
@@ -155,7 +155,7 @@ def test_missing_file_on_mirror_is_unavailable(tmp_path, mnist_files, missing):
         tfds_source.download_and_load("mnist", "train", str(tmp_path / "tfds"), mirror=url,
                                       checksums=sums)
     assert missing in str(err.value) and "404" in str(err.value)
-    assert "--data-dir" in str(err.value)
+    assert "data_dir" in str(err.value)
 
 
 def _leftovers(tfds_dir: str) -> list[str]:

@@ -26,7 +26,7 @@ def test_report_rows_statuses_and_files(tmp_path, monkeypatch):
     assert rows[("autograd", "x.grad after out.backward() (out = mean(3(x+2)^2))")][
         "status"] == "matches"
     cifar = rows[("cifar10", "all figures")]
-    assert cifar["status"] == "not run" and "--data-dir" in cifar["note"]
+    assert cifar["status"] == "not run" and "data_dir" in cifar["note"]
     md = (tmp_path / "REPRODUCTION.md").read_text()
     assert "| thermometer | initial loss | 1763.8846 | 1763.8846 |" in md
     assert "[fit.png](thermometer/fit.png)" in md and (tmp_path / "thermometer" / "fit.png").exists()

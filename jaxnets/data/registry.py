@@ -55,7 +55,7 @@ class Entry:
 
     def how_to_get(self) -> str:
         """The ways to make this dataset available, for error messages."""
-        ways = [f"pass --data-dir DIR holding {self.files_hint}",
+        ways = [f"point data_dir at a folder holding {self.files_hint}",
                 "run once with internet so tensorflow-datasets downloads and caches it"]
         if self.install:
             ways.insert(0, self.install)
