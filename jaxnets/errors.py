@@ -2,8 +2,8 @@
 
 A `JaxnetsError` may carry `param`, the name of the parameter (config field or function
 argument) it is about; `str(e)` then reads `param: message`. The library never names
-command-line flags: the experiments' CLI maps `param` to its flag (`batch_size` ->
-`--batch-size`) and prints the error as one line with exit status 2.
+command-line flags: the experiments' CLI maps `param` to its flag (experiments.cli.flag:
+batch_size becomes batch-size after two dashes) and prints the error as one line, exit status 2.
 """
 
 from __future__ import annotations
