@@ -68,7 +68,6 @@ if __name__ == "__main__":
     cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import checkpoint, optim, plots, train
@@ -109,12 +108,16 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     classes = len(train_set.class_names)
     keys = train.split_keys(config.seed)  # the tutorial's torch.manual_seed(0)
     model = LinearClassifier(classes)
-    sample = jnp.zeros((1, *train_set.images.shape[1:]), jnp.float32)
+    sample = np.zeros((1, *train_set.images.shape[1:]), np.float32)  # (numpy: no compile)
+    tx = optim.sgd(config.lr, momentum=config.momentum)
     if params is None:
-        params = jax.jit(model.init)(keys.init, sample)["params"]
+        # One compiled program for the parameters and the optimizer state (op by op, the
+        # state's zeros compiled three more).
+        state = jax.jit(lambda key: train.TrainState.create(
+            model.apply, model.init(key, sample)["params"], tx))(keys.init)
+    else:
+        state = train.TrainState.create(model.apply, params, tx)
     report.say(torch_repr(model, sample))
-    state = train.TrainState.create(model.apply, params,
-                                    optim.sgd(config.lr, momentum=config.momentum))
     sampler = make_sampler(config, len(train_set))
     steps_per_epoch = sampler.steps_per_epoch
     report.say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / {len(test_set)} test, "
