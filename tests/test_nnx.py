@@ -35,6 +35,7 @@ def _nnx_model(path, channels=1):
     return N.load_state_dict_file(N.LeNet(channels, rngs=nnx.Rngs(123)), path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv_impl", ["lax", "auto"])
 def test_outputs_and_gradients_equal_linen(same_file, conv_impl):
     path, params, x, target = same_file

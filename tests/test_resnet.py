@@ -134,6 +134,7 @@ def test_max_pool_pads_with_minus_inf_like_torch():
     np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))
 
 
+@pytest.mark.slow
 def test_logits_grads_and_running_stats_match_pytorch(ref):
     variables = resnet.resnet18_from_state_dict(torch_io.load(ref["pth"]), source=ref["pth"])
     model = resnet.ResNet18()
@@ -165,6 +166,7 @@ def test_logits_grads_and_running_stats_match_pytorch(ref):
     _assert_dicts_close(ours, ref["sd1"], stats, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_experiment_step_matches_pytorch_and_exports_loadable_state_dict(ref, tmp_path, capsys):
     export = str(tmp_path / "after.safetensors")
     rc = resnet_step.main(["--weights", ref["pth"], "--export", export,
