@@ -121,6 +121,7 @@ def test_full_pipeline_prints_and_files(full_run, cifar_dir):
         assert json.load(f)["correct"] == metrics["correct"]
 
 
+@pytest.mark.slow
 def test_saved_file_is_what_was_tested_and_torch_agrees(full_run, cifar_dir):
     """cifar_net.safetensors loads into the tutorial's Net; its predictions are the printed ones."""
     out, metrics, _ = full_run

@@ -62,6 +62,7 @@ def test_structure_and_parameter_list(walkthrough):
     assert m["total_params"] == sum(p.numel() for p in Net().parameters()) == 61706
 
 
+@pytest.mark.slow
 def test_forward_vjp_loss_and_grads_match_torch(walkthrough):
     ref, start, m, _ = walkthrough
     np.testing.assert_allclose(m["output"], ref["output"], atol=1e-5, rtol=1e-5)

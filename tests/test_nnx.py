@@ -54,6 +54,7 @@ def test_outputs_and_gradients_equal_linen(same_file, conv_impl):
         np.testing.assert_allclose(b, a, rtol=1e-6 if tol else 0, atol=tol)
 
 
+@pytest.mark.slow
 def test_outputs_and_gradients_equal_torch(same_file):
     path, _, x, target = same_file
     net = tutorial_net(in_channels=1)

@@ -98,6 +98,7 @@ def test_eight_devices_equal_one_device(eight_devices, optimizer):
     assert np.all(np.isfinite(r["losses"])) and r["losses"][-1] != r["losses"][0]  # it trained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_eight_devices_really_shard(eight_devices, optimizer):
     r = eight_devices[optimizer]

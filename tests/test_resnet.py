@@ -310,6 +310,7 @@ def test_state_dict_round_trips_keep_every_array_and_0d_counters(ref, tmp_path, 
     _assert_state_dicts_equal(again, sd)
 
 
+@pytest.mark.slow
 def test_experiment_reimports_its_own_export(ref, tmp_path):
     """resnet_step --export X, then --weights X (the 0-d num_batches_tracked made this a
     TypeError): the second run starts from the first one's weights and counts on from 1."""

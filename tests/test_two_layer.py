@@ -59,6 +59,7 @@ def result(tmp_path_factory):
     return start, config, metrics
 
 
+@pytest.mark.slow
 def test_same_start_versions_give_identical_losses(result):
     _, _, m = result
     ref = np.asarray(m["losses"]["autograd"])
