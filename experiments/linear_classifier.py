@@ -86,7 +86,6 @@ if __name__ == "__main__":
     cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import checkpoint, optim, plots, train
@@ -247,11 +246,16 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     train_set, test_set = data
     keys = train.split_keys(config.seed)  # the tutorial's torch.manual_seed(0)
     model = LinearClassifier(len(train_set.class_names))
-    sample = jnp.zeros((1, *train_set.images.shape[1:]), jnp.float32)
+    sample = np.zeros((1, *train_set.images.shape[1:]), np.float32)  # (numpy: no compile)
+    tx = make_optimizer(config)
     if params is None:
-        params = jax.jit(model.init)(keys.init, sample)["params"]
+        # One compiled program for the parameters and the optimizer state (op by op, the
+        # state's zeros compiled three more).
+        state = jax.jit(lambda key: train.TrainState.create(
+            model.apply, model.init(key, sample)["params"], tx))(keys.init)
+    else:
+        state = train.TrainState.create(model.apply, params, tx)
     report.say(torch_repr(model, sample))
-    state = train.TrainState.create(model.apply, params, make_optimizer(config))
     rule = (f"Adam lr {config.lr}" if config.optimizer == "adam" else
             f"SGD lr {config.lr} momentum {config.momentum}")
     report.say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / "

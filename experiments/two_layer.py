@@ -83,10 +83,17 @@ REFERENCE: dict[str, tuple[str, str]] = {}  # no figures from elsewhere
 
 def make_data(config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """The seed's x, y, w1, w2: four torch.randn tensors (here jax.random.normal, one key each)."""
-    kx, ky, k1, k2 = jax.random.split(key, 4)
     n, d_in, h, d_out = config.batch_n, config.input_data, config.hidden_layer, config.output_data
-    return {"x": jax.random.normal(kx, (n, d_in)), "y": jax.random.normal(ky, (n, d_out)),
-            "w1": jax.random.normal(k1, (d_in, h)), "w2": jax.random.normal(k2, (h, d_out))}
+
+    # One compiled program (op by op: the split, its unstacking and three shapes of normal
+    # compiled one each).
+    @jax.jit
+    def draw(key):
+        kx, ky, k1, k2 = jax.random.split(key, 4)
+        return {"x": jax.random.normal(kx, (n, d_in)), "y": jax.random.normal(ky, (n, d_out)),
+                "w1": jax.random.normal(k1, (d_in, h)), "w2": jax.random.normal(k2, (h, d_out))}
+
+    return draw(key)
 
 
 def hand_written(x, y, w1, w2, fixed: bool = False):
@@ -156,8 +163,9 @@ def initial_state(version: str, config: Config, start: dict, key: jax.Array
         return train.TrainState.create(model.apply, {"w1": start["w1"], "w2": start["w2"]}, sgd)
     model = two_layer_sequential(h, d_out)
     if version == "sequential_torch_init":
-        params = model.init(key, start["x"][:1])["params"]
-        return train.TrainState.create(model.apply, params, sgd)
+        # One compiled program (op by op, PyTorch's default init compiled 15 small ones).
+        return jax.jit(lambda key, x: train.TrainState.create(
+            model.apply, model.init(key, x)["params"], sgd))(key, start["x"][:1])
     params = {"layers_0": {"kernel": start["w1"], "bias": jnp.zeros(h)},
               "layers_2": {"kernel": start["w2"], "bias": jnp.zeros(d_out)}}
     # Biases frozen at zero (their updates set to zero) so the model equals relu(x@w1)@w2.

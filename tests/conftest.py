@@ -10,6 +10,14 @@ import pytest
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
+# The suite's compiled programs (and those of the commands it runs in subprocesses, which
+# inherit this) go to a compile cache of their own, kept between sessions so the suite stays
+# quick, instead of filling the user's cache with test shapes. An explicit
+# JAX_COMPILATION_CACHE_DIR still wins; the tests of the cache itself set their own folder.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+    "jaxnets", "jax-tests"))
+
 
 @pytest.fixture(scope="session")
 def fashion():

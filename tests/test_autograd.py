@@ -84,6 +84,7 @@ def doubled_torch(x):
     return y
 
 
+@pytest.mark.slow
 def test_backward_v_on_the_doubling_loop_is_a_vjp():
     v = values("vjp")
     x = t(v["x"], True)
@@ -184,6 +185,7 @@ def torch_thermometer_loss(p):
     return ((p[0] * t_u + p[1] - t_c) ** 2).mean()
 
 
+@pytest.mark.slow
 def test_newton_step_matches_torch_hessian_solve():
     t_c, t_u = thermo.data()
 
@@ -237,6 +239,7 @@ def test_newton_takes_pytrees_and_needs_params():
         tx.update(updates, tx.init(tree))
 
 
+@pytest.mark.slow
 def test_newton_section_one_step_on_least_squares_and_log_f():
     th = values("newton")
     np.testing.assert_allclose(th["newton_params"], th["least_squares"], rtol=2e-4)

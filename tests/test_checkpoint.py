@@ -116,6 +116,7 @@ def at_40(tmp_path_factory) -> str:
     return directory
 
 
+@pytest.mark.slow
 def test_resume_in_process_is_bit_identical(tmp_path):
     whole = Config(checkpoint_dir=str(tmp_path / "whole"))
     ref, _, ref_history = _train(whole, 60)
@@ -212,6 +213,7 @@ def test_fewer_steps_than_the_checkpoint_holds_is_refused(at_40, tmp_path):
     assert _snapshot(tmp_path / "c") == before
 
 
+@pytest.mark.slow
 def test_different_model_is_an_error_and_untouched(at_40, tmp_path):
     config = Config(checkpoint_dir=str(tmp_path / "c"))
     shutil.copytree(at_40, tmp_path / "c")
@@ -264,6 +266,7 @@ def _flip(path: str, offset: int, bit: int = 0) -> None:
         f.write(bytes([byte ^ (1 << bit)]))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_random_bytes_and_bit_flips_in_the_data_files_are_caught(tmp_path):
     """Issue: 4 KiB of random bytes in a state data file, or one flipped bit, used to load
@@ -405,6 +408,7 @@ def _steps(directory) -> list[int]:
         return []
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
     del fashion  # only asserts the local Fashion-MNIST install exists
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
@@ -457,6 +461,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, fashion):
 
 # --- Ctrl-C / SIGTERM, in the middle of an asynchronous save ----------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_a_save_exits_promptly_and_resumes(tmp_path, fashion, signum):
     """Issue: Ctrl-C while orbax was writing hung ~300 s, then printed orbax tracebacks. Now the

@@ -84,6 +84,7 @@ def torch_inputs(images: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
+@pytest.mark.slow
 def test_full_pipeline_prints_and_files(full_run, cifar_dir):
     out, metrics, lines = full_run
     test = D.load("cifar10", "test", cifar_dir)
@@ -122,6 +123,7 @@ def test_full_pipeline_prints_and_files(full_run, cifar_dir):
         assert json.load(f)["correct"] == metrics["correct"]
 
 
+@pytest.mark.slow
 def test_saved_file_is_what_was_tested_and_torch_agrees(full_run, cifar_dir):
     """cifar_net.safetensors loads into the tutorial's Net; its predictions are the printed ones."""
     out, metrics, _ = full_run
@@ -176,6 +178,7 @@ def test_training_matches_pytorch_step_by_step(full_run, cifar_dir):
         np.testing.assert_allclose(ours[k].numpy(), v.numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted(full_run, cifar_dir, tmp_path, capsys):
     """Epoch 1 with checkpoints, then --resume for 3 epochs: same weights, losses and prints."""
     out, metrics, lines = full_run

@@ -219,6 +219,7 @@ def test_help_and_flag_errors_answer_without_jax(name, tmp_path):
         assert done.returncode == 1 and "imported too early" in done.stderr
 
 
+@pytest.mark.slow
 def test_compile_cache_second_run_loads_programs(tmp_path):
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("JAXNETS_COMPILE_CACHE", None)

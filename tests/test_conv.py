@@ -35,6 +35,7 @@ def _banded_tile(tile):
     ((2, 9, 11, 5), (1, 1, 5, 7), (2, 1), (0, 0)),      # 1x1 downsample, unequal strides
     ((2, 8, 10, 2), (3, 5, 2, 4), (1, 2), (2, 1)),      # non-square kernel and padding
 ])
+@pytest.mark.slow
 @pytest.mark.parametrize("small_patches", [0, 1 << 40])   # one-stage / two-stage patch build
 def test_matmul_convs_equal_lax_values_and_gradients(shape, kernel, stride, padding,
                                                     small_patches, monkeypatch):
@@ -77,6 +78,7 @@ def test_matmul_convs_match_pytorch_conv2d(impl, stride, padding):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_conv2d_module_impls_agree_and_auto_picks_by_size_on_cpu():
     x = jax.random.normal(jax.random.key(2), (2, 10, 10, 3))
     mods = {impl: L.Conv2d(4, 3, padding=1, impl=impl) for impl in L.CONV_IMPLS}
@@ -97,6 +99,7 @@ def test_conv2d_module_impls_agree_and_auto_picks_by_size_on_cpu():
     assert L._auto_matmul_impl((4, 10, 10, 8), (3, 3, 8, 8), (1, 1)) == "patches"
 
 
+@pytest.mark.slow
 def test_unknown_impl_is_a_config_error():
     with pytest.raises(ConfigError, match="conv implementation must be one of"):
         L.conv2d(jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 1)), impl="im2col")
@@ -112,6 +115,7 @@ def test_kernel_larger_than_input_is_a_clear_error(impl):
         L.conv2d(jnp.zeros((1, 3, 3, 1)), jnp.zeros((5, 5, 1, 1)), impl=impl)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["patches", "banded"])
 def test_matmul_convs_under_jit_and_scan(impl):
     x = jax.random.normal(jax.random.key(4), (3, 2, 9, 9, 2))

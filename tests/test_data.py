@@ -204,6 +204,7 @@ def test_indexable_dataset_that_breaks_the_protocol():
         next(data.batches(Rows(), data.EpochSampler(5, 2)))
 
 
+@pytest.mark.slow
 def test_replacement_sampler():
     s = data.ReplacementSampler(50, 8, jax.random.key(3))
     idx, mask = s.indices(0, 6)

@@ -58,6 +58,7 @@ def mnist_files(tmp_path):
     return make_idx_dir(str(tmp_path / "mirror"), gz=True)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_download_then_cache(tmp_path, monkeypatch):
     """Debian's real files served from loopback: exact arrays, then read from cache offline."""
     mirror_dir = tmp_path / "mirror"
@@ -284,6 +285,7 @@ def test_load_cached_nothing_there(tmp_path):
     assert tfds_source.load_cached("cifar10", "train", str(tmp_path)) is None
 
 
+@pytest.mark.slow
 def test_tensorflow_datasets_imported_lazily():
     code = ("import sys, tempfile, jaxnets, jaxnets.data\n"
             "from jaxnets.data import tfds_source\n"

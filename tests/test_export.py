@@ -58,6 +58,7 @@ def trained():
     return state.params
 
 
+@pytest.mark.slow
 def test_export_loads_into_the_tutorials_net_with_same_predictions(trained, tmp_path):
     path = checkpoint.export_state_dict(str(tmp_path / "cifar_net.safetensors"),
                                         {"params": trained})

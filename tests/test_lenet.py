@@ -53,6 +53,7 @@ def walkthrough(tmp_path_factory):
     return ref, start, E.run(config, start), config
 
 
+@pytest.mark.slow
 def test_structure_and_parameter_list(walkthrough):
     ref, _, m, _ = walkthrough
     assert m["structure"] == ref["structure"]
@@ -61,6 +62,7 @@ def test_structure_and_parameter_list(walkthrough):
     assert m["total_params"] == sum(p.numel() for p in Net().parameters()) == 61706
 
 
+@pytest.mark.slow
 def test_forward_vjp_loss_and_grads_match_torch(walkthrough):
     ref, start, m, _ = walkthrough
     np.testing.assert_allclose(m["output"], ref["output"], atol=1e-5, rtol=1e-5)
@@ -99,6 +101,7 @@ def test_metrics_json(walkthrough):
     assert len(saved["output"]) == 10
 
 
+@pytest.mark.slow
 def test_cifar_variant_batch_matches_torch():
     # 3 channels, a batch of 5: flatten order of 16 channels and per-example independence
     torch.manual_seed(1)

@@ -58,6 +58,7 @@ def both(fashion, tmp_path_factory):
     return metrics, config, np.asarray(losses), torch_acc, mask
 
 
+@pytest.mark.slow
 def test_loss_trajectory_matches_torch(both):
     metrics, _, torch_losses, _, mask = both
     assert mask[-1].sum() == N_TRAIN % BATCH  # the short last batch is really in there
@@ -109,6 +110,7 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "--data-dir" in err
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, fashion):
     """--checkpoint-dir / --resume: 1 epoch, then resume to 3, equals 3 epochs in one go."""
     import dataclasses as dc

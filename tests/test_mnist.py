@@ -17,6 +17,7 @@ from experiments import pytorch_reference as ref
 from jaxnets import train
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_and_plot(tmp_path, fashion):
     cfg = mnist.Config(dataset="fashion_mnist", optimizer="adam", steps=60, out=str(tmp_path),
                        progress=False)
@@ -31,6 +32,7 @@ def test_run_writes_metrics_and_plot(tmp_path, fashion):
     assert os.path.getsize(tmp_path / "loss_curve.png") > 1000
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path, fashion):
     a = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=3, progress=False,
                                out=str(tmp_path / "a")), data=fashion)
@@ -93,6 +95,7 @@ def test_cli_runs_on_a_data_dir(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["zero_grad"] is True
 
 
+@pytest.mark.slow
 def test_falls_back_to_local_fashion_mnist_with_a_notice(tmp_path, capsys, monkeypatch):
     # No MNIST anywhere (empty tfds dir, no network): the default command still runs, on the
     # locally installed Fashion-MNIST, and says so.
@@ -138,6 +141,7 @@ def test_bad_data_one_line_exit_2(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- parity with the seed's PyTorch
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
     train_set, test_set = fashion

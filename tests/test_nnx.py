@@ -35,6 +35,7 @@ def _nnx_model(path, channels=1):
     return N.load_state_dict_file(N.LeNet(channels, rngs=nnx.Rngs(123)), path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv_impl", ["lax", "auto"])
 def test_outputs_and_gradients_equal_linen(same_file, conv_impl):
     path, params, x, target = same_file
@@ -53,6 +54,7 @@ def test_outputs_and_gradients_equal_linen(same_file, conv_impl):
         np.testing.assert_allclose(b, a, rtol=1e-6 if tol else 0, atol=tol)
 
 
+@pytest.mark.slow
 def test_outputs_and_gradients_equal_torch(same_file):
     path, _, x, target = same_file
     net = tutorial_net(in_channels=1)

@@ -88,6 +88,7 @@ def eight_devices():
     return json.loads(lines[-1][len("RESULT "):])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_eight_devices_equal_one_device(eight_devices, optimizer):
     r = eight_devices[optimizer]
@@ -97,6 +98,7 @@ def test_eight_devices_equal_one_device(eight_devices, optimizer):
     assert np.all(np.isfinite(r["losses"])) and r["losses"][-1] != r["losses"][0]  # it trained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_eight_devices_really_shard(eight_devices, optimizer):
     r = eight_devices[optimizer]
@@ -154,6 +156,7 @@ def test_mnist_cli_devices_must_divide_the_batch(capsys, tmp_path):
     ("linear_classifier", ["--epochs", "1", "--batch-size", "64"]),
     ("cifar10", ["--epochs", "1", "--batch-size", "4", "--print-every", "25"]),
 ])
+@pytest.mark.slow
 def test_experiment_cli_on_two_devices_equals_one(experiment, argv, tmp_path):
     """`--devices 2` through the experiment's own CLI (2 fake CPU devices) trains to the same
     per-step losses as one device."""

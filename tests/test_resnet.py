@@ -134,6 +134,7 @@ def test_max_pool_pads_with_minus_inf_like_torch():
     np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))
 
 
+@pytest.mark.slow
 def test_logits_grads_and_running_stats_match_pytorch(ref):
     variables = resnet.resnet18_from_state_dict(torch_io.load(ref["pth"]), source=ref["pth"])
     model = resnet.ResNet18()
@@ -165,6 +166,7 @@ def test_logits_grads_and_running_stats_match_pytorch(ref):
     _assert_dicts_close(ours, ref["sd1"], stats, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_experiment_step_matches_pytorch_and_exports_loadable_state_dict(ref, tmp_path, capsys):
     export = str(tmp_path / "after.safetensors")
     rc = resnet_step.main(["--weights", ref["pth"], "--export", export,
@@ -308,6 +310,7 @@ def test_state_dict_round_trips_keep_every_array_and_0d_counters(ref, tmp_path, 
     _assert_state_dicts_equal(again, sd)
 
 
+@pytest.mark.slow
 def test_experiment_reimports_its_own_export(ref, tmp_path):
     """resnet_step --export X, then --weights X (the 0-d num_batches_tracked made this a
     TypeError): the second run starts from the first one's weights and counts on from 1."""

@@ -95,6 +95,7 @@ def learner_run(name: str, out: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tensors", "autograd"])
 def test_every_section_reproduces_when_pasted_after_the_preamble(name, tmp_path):
     module = __import__(f"experiments.{name}", fromlist=["SECTIONS"])

@@ -59,6 +59,7 @@ def result(tmp_path_factory):
     return start, config, metrics
 
 
+@pytest.mark.slow
 def test_same_start_versions_give_identical_losses(result):
     _, _, m = result
     ref = np.asarray(m["losses"]["autograd"])
@@ -137,6 +138,7 @@ def test_cli_bad_flag_exits_2(capsys):
     assert "--epochs: must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tutorial_table_matches_the_seeds_settings_and_feeds_the_comparison(tmp_path):
     config = T.Config(out=str(tmp_path))
     assert T.TUTORIAL["batch_n, input_data, hidden_layer, output_data"] == ", ".join(

@@ -39,7 +39,7 @@ def epoch_order(key: jax.Array | None, epoch: int, n: int) -> np.ndarray:
     """The order of examples in `epoch`: a permutation from (key, epoch), or 0..n-1 if key is None."""
     if key is None:
         return np.arange(n, dtype=np.int32)
-    return np.asarray(_epoch_perm(key, jnp.int32(epoch), n))
+    return np.asarray(_epoch_perm(key, np.int32(epoch), n))  # (np.int32: no compile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ class ReplacementSampler:
         _check_batch_size(self.batch_size)
 
     def indices(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        steps = jnp.arange(start, start + count, dtype=jnp.int32)
+        steps = np.arange(start, start + count, dtype=np.int32)  # (numpy: no compile per start)
         idx = np.asarray(_with_replacement(self.key, steps, self.n, self.batch_size, count))
         return idx, np.ones(idx.shape, bool)
 
