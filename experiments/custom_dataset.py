@@ -161,9 +161,9 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
     state = train.TrainState.create(model.apply, params, optim.sgd(config.lr))
     run_steps = train.make_run_steps(train.make_train_step(sse_loss(model.apply)))
     steps = config.epochs * order.steps_per_epoch
-    _, result = train.fit(state, run_steps, D.to_device(host), order, steps, train_key,
+    _, history = train.fit(state, run_steps, D.to_device(host), order, steps, train_key,
                           chunk_size=steps, progress=False, desc="custom_dataset")
-    per_epoch = result["metrics"]["loss"].reshape(config.epochs, -1).sum(axis=1)
+    per_epoch = history.metrics["loss"].reshape(config.epochs, -1).sum(axis=1)
     for epoch in (0, config.epochs - 1):
         report.say(f"  Epoch:{epoch}, Loss:{per_epoch[epoch]:.4f}  (sum over the epoch's batches)")
     metrics = {"experiment": "custom_dataset", "examples": len(dataset),
