@@ -348,7 +348,8 @@ SECTIONS: tuple[Section, ...] = (
         y = rebuilt.apply(loaded, x)
         y
         bool(jnp.array_equal(y, model.apply(variables, x)))
-        """, {"path": 0, "config": "config", "x": "x", "y": "y", "same_outputs": 2},
+        """, {"pickle_names_print": 0, "path": 1, "config": "config", "x": "x", "y": "y",
+            "same_outputs": 3},
         "seed 002 saves the whole model, torch.save(model, path), and loads it with "
         "torch.load(path). That file is a pickle, and unpickling runs whatever the file says "
         "(the Payload above names print and its argument; a hostile file could name anything), "

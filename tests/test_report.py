@@ -108,7 +108,7 @@ def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion
 
 
 def test_negative_seeds_is_a_config_error():
-    with pytest.raises(ConfigError, match="--seeds"):
+    with pytest.raises(ConfigError, match="seeds: must be 0 or more"):
         report.Config(seeds=-1)
 
 
