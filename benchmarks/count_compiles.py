@@ -64,7 +64,8 @@ def _caller() -> str:
     """The innermost project frame (experiments/, jaxnets/) on the stack: who asked to compile."""
     for frame in reversed(traceback.extract_stack()):
         if ("/experiments/" in frame.filename or "/jaxnets/" in frame.filename) and \
-                "count_compiles" not in frame.filename:
+                "count_compiles" not in frame.filename and \
+                not frame.filename.endswith(os.path.join("jaxnets", "aot.py")):
             return f"{os.path.relpath(frame.filename)}:{frame.lineno} {frame.name}"
     return "?"
 

@@ -91,7 +91,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import checkpoint, models, optim, plots, train
+from jaxnets import aot, checkpoint, models, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.errors import ConfigError
@@ -123,10 +123,11 @@ def unnormalize(images: np.ndarray) -> np.ndarray:
 MODEL = LeNet(classes=10)
 
 
-@jax.jit
+@aot.once
 def init_params(key: jax.Array) -> dict:
-    """`Net()`'s freshly initialised parameters (PyTorch's init). Jitted: run eagerly, the
-    initialisers' dozens of small ops would each compile, which takes seconds."""
+    """`Net()`'s freshly initialised parameters (PyTorch's init). One program (run eagerly, the
+    initialisers' dozens of small ops would each compile, which takes seconds), compiled once
+    for a quick compile (jaxnets.aot)."""
     return MODEL.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
 
 

@@ -367,7 +367,7 @@ class Common:
 
     compile_cache: bool = arg(True, "do not use JAX's persistent compilation cache (on by "
                                     "default, in $JAX_COMPILATION_CACHE_DIR or "
-                                    "~/.cache/jaxnets/jax; JAXNETS_COMPILE_CACHE=0 also turns "
+                                    "~/.cache/jaxnets/xla; JAXNETS_COMPILE_CACHE=0 also turns "
                                     "it off)")
 
 
@@ -485,13 +485,24 @@ def cache_dir() -> str | None:
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return os.environ["JAX_COMPILATION_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "jaxnets", "jax")
+    return os.path.join(base, "jaxnets", "xla")
+
+
+# The size bound of the per-user cache folder (not of a $JAX_COMPILATION_CACHE_DIR, which keeps
+# JAX's settings). With a bound, JAX evicts the least recently used entries and takes a file
+# lock around every read and write; without one it writes entries in place, and a second
+# command running at the same time can read an entry half written (JAX then warns and compiles
+# again). A bounded folder keeps an access time beside each entry, and JAX cannot add entries
+# to a folder of entries without them (it warns on every write): hence a folder of its own,
+# `xla`; jaxnets before this used `jax`, unbounded, which can be deleted.
+CACHE_MAX_BYTES = 2 * 2**30
 
 
 class CompileCache:
     """Turns JAX's persistent compilation cache on for one run and counts its hits and writes
     (jax.monitoring events). Every program is cached, however small or quick to compile: the
-    experiments' programs compile in well under JAX's default one-second threshold."""
+    experiments' programs compile in well under JAX's default one-second threshold. The
+    per-user folder is bounded (`CACHE_MAX_BYTES`), which also makes concurrent commands safe."""
 
     def __init__(self, enabled: bool = True):
         self.directory = cache_dir() if enabled else None
@@ -512,6 +523,9 @@ class CompileCache:
         settings = {"jax_compilation_cache_dir": self.directory,
                     "jax_persistent_cache_min_compile_time_secs": 0.0,
                     "jax_persistent_cache_min_entry_size_bytes": -1}
+        if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and \
+                jax.config.jax_compilation_cache_max_size == -1:  # (-1: unbounded, the default)
+            settings["jax_compilation_cache_max_size"] = CACHE_MAX_BYTES
         for name, value in settings.items():
             self._saved[name] = getattr(jax.config, name)
             jax.config.update(name, value)

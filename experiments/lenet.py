@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import losses, optim, torch_io
+from jaxnets import aot, losses, optim, torch_io
 from jaxnets.models import LeNet, torch_repr
 
 # What seed 001 itself states (it prints no outputs): "the expected input size of this network
@@ -79,7 +79,7 @@ def make_start(config: Config, model: LeNet, key: jax.Array) -> dict:
     """Initial parameters (PyTorch's init), the random input, target and backward vector."""
     k_init, k_in, k_v, k_t = jax.random.split(key, 4)
     x = jax.random.normal(k_in, (1, 32, 32, config.channels))  # torch.randn(1, C, 32, 32), NHWC
-    return {"params": jax.jit(model.init)(k_init, x)["params"], "input": x,
+    return {"params": aot.once(model.init)(k_init, x)["params"], "input": x,
             "v": jax.random.normal(k_v, (1, 10)),                 # out.backward(torch.randn(1, 10))
             "target": jax.random.normal(k_t, (10,)).reshape(1, -1)}  # randn(10).view(1, -1)
 

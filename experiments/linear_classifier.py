@@ -85,10 +85,9 @@ def _default(config, name: str):
 if __name__ == "__main__":
     cli.answer_early(Config, __doc__)  # --help and flag errors answer before jax is imported
 
-import jax
 import numpy as np
 
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import aot, checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets.models import LinearClassifier, torch_repr
@@ -250,8 +249,8 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     tx = make_optimizer(config)
     if params is None:
         # One compiled program for the parameters and the optimizer state (op by op, the
-        # state's zeros compiled three more).
-        state = jax.jit(lambda key: train.TrainState.create(
+        # state's zeros compiled three more), compiled for a quick compile (jaxnets.aot).
+        state = aot.once(lambda key: train.TrainState.create(
             model.apply, model.init(key, sample)["params"], tx))(keys.init)
     else:
         state = train.TrainState.create(model.apply, params, tx)

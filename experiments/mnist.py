@@ -87,7 +87,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import checkpoint, optim, plots, train
+from jaxnets import aot, checkpoint, optim, plots, train
 from jaxnets import data as D
 from jaxnets.data.tfds_source import MIRROR_ENV
 from jaxnets.errors import DataUnavailable
@@ -168,8 +168,9 @@ def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train
     model, tx = SeedMLP(), make_optimizer(config)
 
     # One compiled program: op by op, Flax's init (draws, scaling, the forward pass) and the
-    # optimizer's zeros compiled 14 small programs (~2.5 s of a cold start).
-    @jax.jit
+    # optimizer's zeros compiled 14 small programs (~2.5 s of a cold start). `aot.once`: it runs
+    # once, so it is compiled for a quick compile (the same bits; see jaxnets.aot).
+    @aot.once
     def init(key):
         params = model.init(key, jnp.zeros((1, num_features)))["params"]
         return train.TrainState.create(model.apply, params, tx)
@@ -177,11 +178,17 @@ def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train
     return init(key)
 
 
-def first_snippet(state: train.TrainState, key: jax.Array) -> str:
+def first_snippet(state: train.TrainState, init_key: jax.Array) -> str:
     """Seed 000's first snippet, `x = torch.randn(784); print(nn(x, w1, w2))`: the untrained
-    network on one random vector (the seed prints 10 values in the hundreds: randn weights)."""
-    x = jax.random.normal(key, state.params["w1"].shape[:1])
-    out = state.apply_fn({"params": state.params}, x)
+    network on one random vector (the seed prints 10 values in the hundreds: randn weights).
+    x gets a key of its own, derived from the init key (init used `init_key` itself)."""
+
+    @jax.jit  # one program (op by op: six)
+    def nn_on_randn(params, init_key):
+        x = jax.random.normal(jax.random.fold_in(init_key, 1), params["w1"].shape[:1])
+        return state.apply_fn({"params": params}, x)
+
+    out = nn_on_randn(state.params, init_key)
     values = np.array2string(np.asarray(out), precision=4, separator=", ", max_line_width=96)
     return f"x = randn(784); nn(x, w1, w2) before training:\n{values}"
 
@@ -271,8 +278,7 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
     keys = train.split_keys(config.seed)
     if state is None:  # w1 = torch.randn(784, 200); w2 = torch.randn(200, 10); the optimizer
         state = init_state(config, keys.init, int(np.prod(train_set.images.shape[1:])))
-    # The snippet's x gets a key of its own, derived from the init key (init used keys.init).
-    report.say(first_snippet(state, jax.random.fold_in(keys.init, 1)))
+    report.say(first_snippet(state, keys.init))  # x = torch.randn(784); print(nn(x, w1, w2))
     report.say(describe(config, train_set, test_set))
     state, history = train_network(config, state, train_set, keys, report)
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)

@@ -62,8 +62,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnets import aot, losses, optim, plots, train
 from jaxnets import data as D
-from jaxnets import losses, optim, plots, train
 from jaxnets.models import TwoLayerRaw, torch_repr, two_layer_sequential
 
 VERSIONS = ("manual", "manual_fixed", "autograd", "module", "sequential",
@@ -86,8 +86,8 @@ def make_data(config: Config, key: jax.Array) -> dict[str, jax.Array]:
     n, d_in, h, d_out = config.batch_n, config.input_data, config.hidden_layer, config.output_data
 
     # One compiled program (op by op: the split, its unstacking and three shapes of normal
-    # compiled one each).
-    @jax.jit
+    # compiled one each); `aot.once`: run once, a quick compile with the same bits.
+    @aot.once
     def draw(key):
         kx, ky, k1, k2 = jax.random.split(key, 4)
         return {"x": jax.random.normal(kx, (n, d_in)), "y": jax.random.normal(ky, (n, d_out)),
@@ -164,7 +164,7 @@ def initial_state(version: str, config: Config, start: dict, key: jax.Array
     model = two_layer_sequential(h, d_out)
     if version == "sequential_torch_init":
         # One compiled program (op by op, PyTorch's default init compiled 15 small ones).
-        return jax.jit(lambda key, x: train.TrainState.create(
+        return aot.once(lambda key, x: train.TrainState.create(
             model.apply, model.init(key, x)["params"], sgd))(key, start["x"][:1])
     params = {"layers_0": {"kernel": start["w1"], "bias": jnp.zeros(h)},
               "layers_2": {"kernel": start["w2"], "bias": jnp.zeros(d_out)}}

@@ -12,14 +12,14 @@ import importlib
 from jaxnets.errors import CheckpointError, ConfigError, DataError, DataUnavailable, JaxnetsError
 
 _SUBMODULES = frozenset({
-    "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim", "parallel",
+    "aot", "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim", "parallel",
     "plots", "resnet", "thermometer", "torch_io", "train",
 })
 _FROM_TRAIN = frozenset({"TrainState", "evaluate", "fit", "make_run_steps", "make_train_step"})
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "DataUnavailable", "JaxnetsError",
-    "TrainState", "checkpoint", "data", "evaluate", "fit", "init", "layers", "losses",
+    "TrainState", "aot", "checkpoint", "data", "evaluate", "fit", "init", "layers", "losses",
     "make_run_steps", "make_train_step", "metrics", "models", "optim", "parallel", "plots",
     "resnet", "thermometer", "torch_io", "train",
 ]

@@ -34,8 +34,8 @@ import numpy as np
 from flax import linen as nn
 
 import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
+from jaxnets import aot, torch_io
 from jaxnets import layers as L
-from jaxnets import torch_io
 from jaxnets.errors import CheckpointError, ConfigError
 
 # kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out), fan_out =
@@ -158,7 +158,7 @@ def init_variables(key: jax.Array, num_classes: int = 1000,
                    image_shape: tuple[int, int, int] = (64, 64, 3)) -> dict:
     """A fresh model's {'params', 'batch_stats'} with torchvision's initialisation."""
     model = ResNet18(num_classes)
-    return dict(jax.jit(model.init)(key, jnp.zeros((1, *image_shape), jnp.float32)))
+    return dict(aot.once(model.init)(key, jnp.zeros((1, *image_shape), jnp.float32)))
 
 
 def _template(num_classes: int) -> dict:

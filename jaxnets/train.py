@@ -41,7 +41,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from jaxnets import losses, parallel
+from jaxnets import aot, losses, parallel
 from jaxnets.data.batching import gather, to_device
 from jaxnets.errors import ConfigError, JaxnetsWarning
 
@@ -117,41 +117,16 @@ def split_keys(seed: int) -> Keys:
     return Keys(*jax.random.split(jax.random.key(seed), 3))  # (the jitted seed is an int32)
 
 
-@jax.jit
+@aot.once
 def _split_seed(seed):
     # One compiled program, shared by every seed: op by op, key/split/unstack compiled four
     # (~0.5 s of a cold start). The same bits (tested against the op-by-op split).
     return tuple(jax.random.split(jax.random.key(seed), 3))
 
 
-class Loop:
+class Loop(aot.Program):
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])`, jitted, with its
     ahead-of-time compiled executables kept per input signature (exact compile seconds)."""
-
-    def __init__(self, fn: Callable):
-        self._jit = jax.jit(fn)
-        self._executables: dict = {}
-
-    def __call__(self, *args):
-        return self._jit(*args)
-
-    def lower(self, *args):
-        """`jax.jit(run_steps).lower(...)`, e.g. to read the compiled HLO."""
-        return self._jit.lower(*args)
-
-    def compiled(self, *args) -> tuple[Callable, float]:
-        """The executable for these inputs' shapes, dtypes and placements, and the seconds spent
-        lowering and compiling it now (0.0 when an earlier call compiled it)."""
-        leaves, tree = jax.tree.flatten(args)
-        signature = (tree, tuple((np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False)),
-                                  getattr(x, "sharding", None)) for x in leaves))
-        if signature in self._executables:
-            return self._executables[signature], 0.0
-        t0 = time.perf_counter()
-        executable = self._jit.lower(*args).compile()
-        seconds = time.perf_counter() - t0
-        self._executables[signature] = executable
-        return executable, seconds
 
 
 def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int = 1) -> Loop:
@@ -499,7 +474,8 @@ def run_training(
 @functools.lru_cache(maxsize=64)
 def _jit(fn: Callable) -> Callable:
     """jax.jit(fn), made once per fn: a new jit wrapper per call would trace and compile again
-    on every evaluation (once per epoch in the training experiments)."""
+    on every evaluation (once per epoch in the training experiments). Not `aot.once`: XLA
+    emits small matrix products itself, and there its quicker compile can move a bit."""
     return jax.jit(fn)
 
 

@@ -16,7 +16,15 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 # JAX_COMPILATION_CACHE_DIR still wins; the tests of the cache itself set their own folder.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-    "jaxnets", "jax-tests"))
+    "jaxnets", "xla-tests"))
+# Bounded, so JAX locks the folder around reads and writes: the suite's parallel processes
+# (pytest-xdist) share it, and unbounded JAX writes entries in place (a reader could see one
+# half written). The same bound as the experiments' (experiments.cli.CACHE_MAX_BYTES).
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
+# Every program, as the experiments do (JAX's defaults skip those compiled in under a second,
+# and the suite's are nearly all small).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 @pytest.fixture(scope="session")

@@ -245,11 +245,47 @@ def test_compile_cache_second_run_loads_programs(tmp_path):
     assert cache_line(argv, dict(env, JAXNETS_COMPILE_CACHE="0")) == ["compile cache: off"]
 
 
+@pytest.mark.slow
+def test_two_commands_at_once_share_the_per_user_cache_cleanly(tmp_path):
+    """Two commands started together on an empty per-user cache: both finish, neither warns
+    about a cache entry (an unbounded JAX cache writes entries in place, so the other process
+    could read one half written), and the folder is the bounded, locked kind. Then a folder of
+    unbounded entries, as JAX leaves it, in $JAX_COMPILATION_CACHE_DIR: used as it is, no
+    warning."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE",
+                        "JAXNETS_COMPILE_CACHE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "home")
+
+    def start(out, env):
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.mnist", "--dataset", "fashion_mnist",
+             "--steps", "11", "--batch-size", "17", "--no-progress", "--out", str(out)],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    runs = [start(tmp_path / f"out{i}", env) for i in range(2)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert "cache" not in err.lower(), err
+        assert "compile cache: " in out
+    folder = tmp_path / "home" / "jaxnets" / "xla"
+    names = os.listdir(folder)
+    assert ".lockfile" in names and any(n.endswith("-atime") for n in names), names
+
+    unbounded = dict(env, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "theirs"))
+    for _ in range(2):   # the second run adds nothing; a first run into an unbounded folder
+        run = start(tmp_path / "out3", unbounded)
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0 and "cache" not in err.lower(), err
+    assert not any(n.endswith("-atime") for n in os.listdir(tmp_path / "theirs"))
+
+
 def test_cache_dir_default_is_per_user(monkeypatch, tmp_path):
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.delenv("JAXNETS_COMPILE_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cli.cache_dir() == os.path.join(str(tmp_path), "jaxnets", "jax")
+    assert cli.cache_dir() == os.path.join(str(tmp_path), "jaxnets", "xla")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
     assert cli.cache_dir() == "/elsewhere"
     monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")

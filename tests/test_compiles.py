@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -19,33 +22,20 @@ def test_split_keys_same_bits_as_op_by_op(seed):
         np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
 
 
-def _backend_compiles(fn) -> int:
-    """How many XLA programs `fn()` compiles (jax.monitoring's backend-compile event)."""
-    events = []
-
-    def listen(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        fn()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return len(events)
-
-
-def test_mnist_compiles_five_programs_at_most(tmp_path, fashion):
-    from experiments import mnist
-
-    # Shapes no other test uses, so nothing comes from this process's in-memory caches; the
-    # five: split_keys, init, the sampler, the training loop, evaluation (23 before).
-    train_set, test_set = fashion
-    cfg = mnist.Config(steps=7, batch_size=13, seed=5, quiet=True, out=str(tmp_path))
-    small = (dataclasses.replace(train_set, images=train_set.images[:301],
-                                 labels=train_set.labels[:301]),
-             dataclasses.replace(test_set, images=test_set.images[:57], labels=test_set.labels[:57]))
-    assert _backend_compiles(lambda: mnist.run(cfg, data=small)) <= 5
+@pytest.mark.slow
+def test_mnist_compiles_six_programs(tmp_path, fashion):
+    # A fresh process with an empty compile cache, as a user's first run: the six programs are
+    # split_keys, init, the snippet, the sampler, the training loop, evaluation (23 before).
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.count_compiles", "experiments.mnist", "--dataset",
+         "fashion_mnist", "--steps", "7", "--batch-size", "13", "--quiet", "--no-progress",
+         "--out", str(tmp_path)], check=False, capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = re.findall(r"^ +[\d.]+ s  (jit\(\S+\))", out.stdout, re.MULTILINE)
+    assert sorted(names) == sorted([
+        "jit(_split_seed)", "jit(init)", "jit(nn_on_randn)", "jit(_with_replacement)",
+        "jit(run_steps)", "jit(<lambda>)"]), out.stdout[-3000:]
 
 
 def test_mnist_init_same_as_op_by_op():

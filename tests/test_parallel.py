@@ -106,6 +106,7 @@ def test_eight_devices_really_shard(eight_devices, optimizer):
     assert r["all_reduce"]                               # gradients summed across devices
 
 
+@pytest.mark.slow  # the eight-device subprocess
 def test_batch_not_divisible_by_devices_is_a_clear_error(eight_devices):
     message = eight_devices["indivisible"]
     assert message is not None

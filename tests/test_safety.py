@@ -338,6 +338,7 @@ def test_largest_seed_runs():
     jax.random.key(config.seed)   # the bound is what jax takes
 
 
+@pytest.mark.slow  # subprocesses: a python with jax each
 def test_impossible_batch_size_is_one_line_not_an_abort(tmp_path):
     """Today's abort inside XLA (exit 134) killed the process; run in a subprocess."""
     code, err = _cli("experiments.mnist", "--batch-size", str(10**12), "--steps", "2",
@@ -386,6 +387,7 @@ def _mount_tmpfs(path, size="200k"):
     return lambda: subprocess.run(["umount", str(path)], check=False)
 
 
+@pytest.mark.slow  # subprocesses: a python with jax each
 def test_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
     """A real full disk: a 200 KiB tmpfs, too small for mnist's first checkpoint."""
     small = tmp_path / "small"
@@ -423,6 +425,7 @@ def test_full_disk_while_saving_a_checkpoint_simulated(tmp_path, monkeypatch, ca
     assert not (folder / checkpoint.LOCK).exists()
 
 
+@pytest.mark.slow  # subprocesses: a python with jax each
 def test_damaged_checkpoint_resume_prints_one_line(tmp_path):
     """A resume from a damaged checkpoint via the command line: exactly one line on stderr
     (no 'Event loop is closed' or orbax log noise after it)."""
@@ -495,6 +498,7 @@ def test_closed_loop_callbacks_are_quiet_other_unraisables_are_not(monkeypatch):
 # --- 5. a loss that becomes NaN or inf is said once -------------------------------------------
 
 
+@pytest.mark.slow  # subprocesses: a python with jax each
 def test_lr_1e30_warns_once_on_the_command_line(tmp_path):
     code, err = _cli("experiments.mnist", "--lr", "1e30", "--steps", "20", "--out",
                      str(tmp_path), "--quiet")

@@ -9,13 +9,13 @@ step compiles once (PyTorch's `drop_last=False` without a recompile per shape).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets import aot
 from jaxnets.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
+@aot.once(static_argnums=(2,))
 def _epoch_perm(key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
     return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
 
@@ -90,7 +90,7 @@ class EpochSampler:
         return np.concatenate(idx), np.concatenate(mask)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+@aot.once(static_argnums=(2, 3, 4))
 def _with_replacement(key, steps, n, batch_size, count):
     del count
     return jax.vmap(lambda s: jax.random.randint(jax.random.fold_in(key, s), (batch_size,), 0, n,
