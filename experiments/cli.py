@@ -441,6 +441,8 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
     except (FlagError, ConfigError) as e:
         return _usage_error(config_cls, e)
     try:
+        if "jaxnets.plots" in sys.modules:  # the experiment plots: import matplotlib meanwhile
+            sys.modules["jaxnets.plots"].preload()
         if getattr(config, "coordinator", None) is not None:
             from jaxnets import parallel
 

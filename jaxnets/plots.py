@@ -5,7 +5,10 @@ matplotlib with the Agg backend: no display needed. Each function writes a file 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -13,13 +16,38 @@ import numpy as np
 from jaxnets import atomic
 
 
-def _pyplot():
+def _import_pyplot() -> None:
+    # A failure is left to _pyplot's own import, which raises it where the plot is made.
+    with contextlib.suppress(Exception):
+        _pyplot_now()
+
+
+def _pyplot_now():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@functools.cache
+def _importer() -> threading.Thread:
+    thread = threading.Thread(target=_import_pyplot, name="import matplotlib")
+    thread.start()
+    return thread
+
+
+def preload() -> None:
+    """Start importing matplotlib in a background thread (0.3-0.5 s), so the first plot does
+    not wait for it: experiments.cli starts it for every experiment that plots, and the import
+    then overlaps the data loading and the training, which mostly run outside Python's GIL."""
+    _importer()
+
+
+def _pyplot():
+    _importer().join()
+    return _pyplot_now()
 
 
 def _save(fig, path: str) -> str:
