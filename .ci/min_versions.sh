@@ -20,7 +20,9 @@ import re, sys, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 pins = []
 for dep in deps:
-    m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)", dep.split(";")[0].strip())
+    # name>=X, or name>=X,<Y: pinned to X
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)(\s*,\s*<[0-9A-Za-z.]+)?",
+                     dep.split(";")[0].strip())
     pins.append(f"{m[1]}=={m[2]}" if m else dep)
 open(sys.argv[1], "w").write("\n".join(pins) + "\n")
 PY
