@@ -456,6 +456,10 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
             warnings.showwarning = functools.partial(_show_warning, config_cls)
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
+        sys.stdout.flush()
+    except BrokenPipeError:  # printed outside Reporter to a reader that has gone
+        _stdout_gone()
+        return 141  # (128 + SIGPIPE, what a shell reports for a command killed by it)
     except JaxnetsError as e:
         print(f"{prog(config_cls)}: error: {describe(e, config_cls)}", file=sys.stderr)
         return 2
@@ -567,17 +571,34 @@ class Reporter:
 
     def say(self, *parts: Any, **kwargs: Any) -> None:
         if not self.quiet:
-            print(*parts, **kwargs)
+            _print(*parts, **kwargs)
 
     def compare(self, rows: Sequence[tuple[str, str, str]],
                 title: str = "tutorial vs. jaxnets") -> None:
-        print(comparison(rows, title))
+        _print(comparison(rows, title))
 
     def wrote(self, *paths: str) -> None:
-        print("wrote " + ", ".join(paths))
+        _print("wrote " + ", ".join(paths))
 
     def notice(self, text: str) -> None:
         print(f"NOTICE: {text}", file=sys.stderr)
+
+
+def _print(*parts: Any, **kwargs: Any) -> None:
+    """print to stdout; when its reader has gone (`| head`), the rest of the run's printing goes
+    nowhere and the run goes on to write its files."""
+    try:
+        print(*parts, **kwargs)
+    except BrokenPipeError:
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null (its reader closed the pipe), so later prints and the final
+    flush neither fail nor print a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def comparison(rows: Sequence[tuple[str, str, str]], title: str = "tutorial vs. jaxnets") -> str:

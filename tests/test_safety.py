@@ -574,3 +574,21 @@ def test_full_disk_while_writing_the_outputs_is_one_line(tmp_path, monkeypatch, 
 
     with pytest.raises(FileNotFoundError):   # other OS errors stay tracebacks
         cli.main(mnist.Config, bug, None, ["--out", str(tmp_path)])
+
+
+def test_output_piped_into_head_still_writes_the_files(tmp_path):
+    """`python -m experiments.thermometer | head -1`: the reader goes away after one line; the
+    run still writes metrics.json and its plots, with no traceback and exit status 0."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.thermometer", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()                      # what head does after its line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=300)
+    assert first and proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert (out / "metrics.json").is_file() and (out / "loss_curve.png").is_file()
