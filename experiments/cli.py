@@ -413,11 +413,21 @@ def answer_early(config_cls: type, doc: str | None) -> None:
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
+_CACHE_READ_ERROR = "Error reading persistent compilation cache entry for"
+
+
 def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
                   line=None) -> None:
     """warnings.showwarning for a run: a JaxnetsWarning as one line, others as Python would."""
     if issubclass(category, JaxnetsWarning):
         print(f"{prog(config_cls)}: warning: {message}", file=sys.stderr)
+    elif str(message).startswith(_CACHE_READ_ERROR):
+        # JAX's own words are two lines with its source path; the entry stays damaged (JAX
+        # does not write over an existing entry), so every later run would say it again.
+        what = str(message)[len(_CACHE_READ_ERROR):].strip(" :")
+        print(f"{prog(config_cls)}: warning: a compile cache entry is damaged ({what}), so it "
+              f"was compiled again; delete {cache_dir() or 'the compile cache folder'} to "
+              "rebuild the cache (or run with --no-compile-cache)", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr if file is None else file, end="")

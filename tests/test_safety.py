@@ -592,3 +592,42 @@ def test_output_piped_into_head_still_writes_the_files(tmp_path):
     assert first and proc.returncode == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert (out / "metrics.json").is_file() and (out / "loss_curve.png").is_file()
+
+
+@pytest.mark.slow  # three subprocesses
+def test_damaged_compile_cache_entry_is_one_line_and_the_same_result(tmp_path):
+    """Bytes flipped inside a compile cache entry: the run compiles that program again and gives
+    the same numbers, and says so in one line naming the folder to delete (JAX's own warning is
+    two lines with its source path, every run, since it never writes over the entry)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE",
+                        "JAXNETS_COMPILE_CACHE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "home")
+
+    def run(out):
+        p = subprocess.run([sys.executable, "-m", "experiments.mnist", "--dataset",
+                            "fashion_mnist", "--steps", "20", "--quiet", "--out", str(out)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+        return [line for line in p.stderr.splitlines() if line], json.load(
+            open(out / "metrics.json"))
+
+    err, first = run(tmp_path / "a")
+    assert not err, err
+    folder = tmp_path / "home" / "jaxnets" / "xla"
+    entry = max(folder.glob("jit_run_steps-*-cache"), key=lambda p: p.stat().st_size)
+    data = bytearray(entry.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0x5A
+    entry.write_bytes(bytes(data))
+    for out in ("b", "c"):   # said again on the next run: the entry is still damaged
+        err, again = run(tmp_path / out)
+        assert len(err) == 1 and "compile cache entry is damaged" in err[0], err
+        assert str(folder) in err[0] and "delete" in err[0], err
+        assert again["losses"] == first["losses"]
+        assert again["test_accuracy"] == first["test_accuracy"]
