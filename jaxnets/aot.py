@@ -15,7 +15,7 @@ arithmetic, where -O2 and -O3 differ in how hard LLVM unrolls and vectorises, no
 each of them both ways and compares every output bit.
 
 What keeps XLA's default: the training loop (-O2 moved mnist Adam's third loss by one float32
-ulp, and the loop runs long enough for -O3's code to pay off), and forward passes such as
+ulp, and compiled it only ~7% quicker), and forward passes such as
 evaluation and mnist's snippet (a matrix-vector product that XLA emits itself came out one
 ulp apart in one of its 10 outputs).
 """
