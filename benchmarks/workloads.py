@@ -286,8 +286,8 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         config = E.Config()
         t_c, t_u = thermo.data()
         inputs = thermo.full_batches(steps, 0.1 * t_u, t_c)
-        initial = train.TrainState.create(thermo.model, jnp.array([1.0, 0.0]),
-                                          optax.sgd(config.norm_lr))
+        initial = train.TrainState.create(apply_fn=thermo.model, params=jnp.array([1.0, 0.0]),
+                                          tx=optax.sgd(config.norm_lr))
 
         def prepare():
             state = jax.tree.map(jnp.copy, initial)

@@ -146,7 +146,7 @@ def init_state(config: Config, key: jax.Array) -> train.TrainState:
     Adam with --optimizer adam (Adam takes no momentum)."""
     tx = (optim.by_name("adam", config.lr) if config.optimizer == "adam" else
           optim.by_name("sgd", config.lr, momentum=config.momentum))
-    return train.TrainState.create(MODEL.apply, init_params(key), tx)
+    return train.TrainState.create(apply_fn=MODEL.apply, params=init_params(key), tx=tx)
 
 
 def pick_device(config: Config) -> jax.Device:

@@ -158,7 +158,8 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
     host = D.materialize(dataset)
     model = two_layer_sequential(100, host["y"].shape[1])
     params = model.init(init_key, jnp.zeros((1, host["x"].shape[1])))["params"]
-    state = train.TrainState.create(model.apply, params, optim.sgd(config.lr))
+    state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                    tx=optim.sgd(config.lr))
     run_steps = train.make_run_steps(train.make_train_step(sse_loss(model.apply)))
     steps = config.epochs * order.steps_per_epoch
     _, history = train.fit(state, run_steps, D.to_device(host), order, steps, train_key,

@@ -117,8 +117,10 @@ def run(config: Config) -> dict:
     tx = optim.sgd(config.lr, momentum=config.momentum)
     step_linen = jax.jit(train.make_train_step(loss_linen))
     step_nnx = jax.jit(train.make_train_step(loss_nnx))
-    s_linen, m_linen = step_linen(train.TrainState.create(linen_fn, linen_params, tx), batch, key)
-    s_nnx, m_nnx = step_nnx(train.TrainState.create(nnx_fn, state, tx), batch, key)
+    s_linen, m_linen = step_linen(train.TrainState.create(
+        apply_fn=linen_fn, params=linen_params, tx=tx), batch, key)
+    s_nnx, m_nnx = step_nnx(train.TrainState.create(
+        apply_fn=nnx_fn, params=state, tx=tx), batch, key)
     stepped_nnx = N.params_tree(nnx.merge(graphdef, s_nnx.params))
     step_diff = _max_diff(s_linen.params, stepped_nnx)
     nnx.update(model, s_nnx.params)   # the object holds the trained weights again

@@ -251,9 +251,9 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
         # One compiled program for the parameters and the optimizer state (op by op, the
         # state's zeros compiled three more), compiled for a quick compile (jaxnets.aot).
         state = aot.once(lambda key: train.TrainState.create(
-            model.apply, model.init(key, sample)["params"], tx))(keys.init)
+            apply_fn=model.apply, params=model.init(key, sample)["params"], tx=tx))(keys.init)
     else:
-        state = train.TrainState.create(model.apply, params, tx)
+        state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
     report.say(torch_repr(model, sample))
     rule = (f"Adam lr {config.lr}" if config.optimizer == "adam" else
             f"SGD lr {config.lr} momentum {config.momentum}")

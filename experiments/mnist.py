@@ -173,7 +173,7 @@ def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train
     @aot.once
     def init(key):
         params = model.init(key, jnp.zeros((1, num_features)))["params"]
-        return train.TrainState.create(model.apply, params, tx)
+        return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     return init(key)
 

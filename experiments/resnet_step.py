@@ -193,8 +193,9 @@ def run(config: Config) -> dict:
     batch = make_batch(config)  # data = torch.rand(1, 3, 64, 64); labels = torch.rand(1, 1000)
     # torch.optim.SGD(lr=1e-2, momentum=0.9): optim.sgd keeps PyTorch's momentum buffer rule.
     tx = optim.sgd(config.lr, momentum=config.momentum)
-    state = train.TrainState.create(model.apply, variables["params"], tx,
-                                    {"batch_stats": variables["batch_stats"]})
+    state = train.TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=tx,
+        model_state={"batch_stats": variables["batch_stats"]})
     num_params = models.count_params(state.params)
     say(f"[resnet_step] ResNet18 ({num_params:,} parameters) from {source}; input "
         f"rand{(config.batch_size, config.size, config.size, 3)} NHWC, labels "

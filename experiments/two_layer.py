@@ -157,22 +157,24 @@ def initial_state(version: str, config: Config, start: dict, key: jax.Array
     sgd = optim.sgd(config.lr)
     h, d_out = config.hidden_layer, config.output_data
     if version in ("manual", "manual_fixed", "autograd"):
-        return train.TrainState.create(None, {"w1": start["w1"], "w2": start["w2"]}, sgd)
+        return train.TrainState.create(
+            apply_fn=None, params={"w1": start["w1"], "w2": start["w2"]}, tx=sgd)
     if version == "module":
         model = TwoLayerRaw(h, d_out)
-        return train.TrainState.create(model.apply, {"w1": start["w1"], "w2": start["w2"]}, sgd)
+        return train.TrainState.create(
+            apply_fn=model.apply, params={"w1": start["w1"], "w2": start["w2"]}, tx=sgd)
     model = two_layer_sequential(h, d_out)
     if version == "sequential_torch_init":
         # One compiled program (op by op, PyTorch's default init compiled 15 small ones).
         return aot.once(lambda key, x: train.TrainState.create(
-            model.apply, model.init(key, x)["params"], sgd))(key, start["x"][:1])
+            apply_fn=model.apply, params=model.init(key, x)["params"], tx=sgd))(key, start["x"][:1])
     params = {"layers_0": {"kernel": start["w1"], "bias": jnp.zeros(h)},
               "layers_2": {"kernel": start["w2"], "bias": jnp.zeros(d_out)}}
     # Biases frozen at zero (their updates set to zero) so the model equals relu(x@w1)@w2.
     labels = jax.tree_util.tree_map_with_path(
         lambda path, _: "frozen" if path[-1].key == "bias" else "train", params)
     tx = optax.multi_transform({"train": sgd, "frozen": optax.set_to_zero()}, labels)
-    return train.TrainState.create(model.apply, params, tx)
+    return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
 def make_run_steps(version: str, apply_fn):

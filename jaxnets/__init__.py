@@ -15,13 +15,15 @@ _SUBMODULES = frozenset({
     "aot", "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim", "parallel",
     "plots", "resnet", "thermometer", "torch_io", "train",
 })
-_FROM_TRAIN = frozenset({"TrainState", "evaluate", "fit", "make_run_steps", "make_train_step"})
+_FROM_TRAIN = frozenset({"TrainState", "classification_loss", "evaluate", "fit", "make_run_steps",
+                         "make_train_step", "run_training", "split_keys"})
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "DataUnavailable", "JaxnetsError",
-    "TrainState", "aot", "checkpoint", "data", "evaluate", "fit", "init", "layers", "losses",
-    "make_run_steps", "make_train_step", "metrics", "models", "optim", "parallel", "plots",
-    "resnet", "thermometer", "torch_io", "train",
+    "TrainState", "aot", "checkpoint", "classification_loss", "data", "evaluate", "fit", "init",
+    "layers", "losses", "make_run_steps", "make_train_step", "metrics", "models", "optim",
+    "parallel", "plots", "resnet", "run_training", "split_keys", "thermometer", "torch_io",
+    "train",
 ]
 
 

@@ -151,6 +151,7 @@ def fit_optax(tx: optax.GradientTransformation, n_epochs: int, params: jax.Array
     Returns:
       (final params, float32[n_epochs] loss of each epoch before its step, as the book prints).
     """
-    state = train.TrainState.create(model, jnp.asarray(params, jnp.float32), tx)
+    state = train.TrainState.create(apply_fn=model, params=jnp.asarray(params, jnp.float32),
+                                    tx=tx)
     state, metrics = run_epochs(state, *full_batches(n_epochs, t_u, t_c))
     return state.params, metrics["loss"]

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -37,35 +38,83 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.errors
 import optax
 from flax import struct
+from flax.training import train_state
 from jax.sharding import Mesh
 
 from jaxnets import aot, losses, parallel
 from jaxnets.data.batching import gather, to_device
-from jaxnets.errors import ConfigError, JaxnetsWarning
+from jaxnets.errors import ConfigError, DataError, JaxnetsWarning
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
 
-class TrainState(struct.PyTreeNode):
-    """Everything that changes during training; the optimizer and model functions are static."""
+class TrainState(train_state.TrainState):
+    """Flax's `TrainState` (step, apply_fn, params, tx, opt_state; `apply_gradients`), plus the
+    model's other variable collections, `model_state` (BatchNorm's running statistics), which
+    `apply_fn` takes beside the params and a training step returns updated.
 
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    model_state: Any
-    apply_fn: Callable = struct.field(pytree_node=False)
-    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+        state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1e-3))
+        state = state.apply_gradients(grads=grads)          # as in the Flax examples
+    """
+
+    model_state: Any = struct.field(default_factory=dict)
 
     @classmethod
-    def create(cls, apply_fn: Callable, params: Any, tx: optax.GradientTransformation,
-               model_state: Any = None) -> TrainState:
-        # step is an int32 array, not a Python int: a Python int would be a different (weakly
-        # typed) input on the first call and make jit compile twice.
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                   model_state={} if model_state is None else model_state,
-                   apply_fn=apply_fn, tx=tx)
+    def create(cls, *, apply_fn: Callable, params: Any, tx: optax.GradientTransformation,
+               model_state: Any = None, **kwargs) -> TrainState:
+        """Flax's `create` (opt_state = tx.init(params)), with `model_state` ({} if None) and
+        `step` an int32 array: Flax starts it at the Python int 0, which jit sees as another
+        (weakly typed) input than the int32 array `apply_gradients` makes of it, so the first
+        jitted step would compile twice."""
+        state = super().create(apply_fn=apply_fn, params=params, tx=tx,
+                               model_state={} if model_state is None else model_state, **kwargs)
+        return state.replace(step=jnp.zeros((), jnp.int32))
+
+    def apply_gradients(self, *, grads: Any, **kwargs) -> TrainState:
+        """Flax's `apply_gradients`; also for params that are one array (the thermometer's
+        [w, b]), where Flax's looks up a key in `grads` and fails."""
+        if not isinstance(grads, jax.Array):
+            return super().apply_gradients(grads=grads, **kwargs)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                            opt_state=opt_state, **kwargs)
+
+
+# What `classification_loss` reads from a batch ('mask', padded examples, is optional).
+BATCH_KEYS = ("image", "label")
+
+
+def check_batch_keys(batch: Mapping[str, Any], expected: tuple[str, ...] = BATCH_KEYS) -> None:
+    """DataError naming the keys a batch (or the training data) lacks, before anything is traced
+    from it (a missing key would be a bare KeyError from inside the trace)."""
+    missing = [k for k in expected if k not in batch]
+    if missing:
+        raise DataError(f"the batch has no {', '.join(map(repr, missing))}: a batch is a dict with "
+                        f"{' and '.join(map(repr, expected))} (got keys: "
+                        f"{', '.join(map(repr, sorted(batch))) or 'none'})", param="data")
+
+
+_PARAM_SHAPE = re.compile(r'parameter "([^"]+)".*?generate shape (\([^)]*\)).*?has shape '
+                          r'(\([^)]*\))', re.DOTALL)
+
+
+def apply_model(apply_fn: Callable, variables: Any, images: jax.Array) -> jax.Array:
+    """`apply_fn(variables, images)`, with images that do not fit the parameters' shapes said in
+    one line (DataError) instead of Flax's ScopeParamShapeError: what usually causes it is
+    images not preprocessed the way they were when the parameters were made."""
+    try:
+        return apply_fn(variables, images)
+    except flax.errors.ScopeParamShapeError as e:
+        found = _PARAM_SHAPE.search(str(e))
+        detail = (f"parameter {found[1]} has shape {found[3]}, these images would need {found[2]}"
+                  if found else str(e).split(". ")[0])
+        raise DataError(f"images of shape {tuple(images.shape)} (after preprocessing) do not fit "
+                        f"the model's parameters ({detail}); preprocess them as the images the "
+                        "parameters were initialised with (for an MLP: flattened)",
+                        param="data") from None
 
 
 def classification_loss(apply_fn: Callable, preprocess: Callable = lambda x: x,
@@ -77,28 +126,30 @@ def classification_loss(apply_fn: Callable, preprocess: Callable = lambda x: x,
 
     def loss_fn(params, model_state, batch, key):
         del key
-        logits = apply_fn({"params": params, **model_state}, preprocess(batch["image"]))
+        check_batch_keys(batch)
+        logits = apply_model(apply_fn, {"params": params, **model_state},
+                             preprocess(batch["image"]))
         mask = batch.get("mask")
         value = loss(logits, batch["label"], weights=mask)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         acc = losses.reduce(correct, "mean", mask)
         return value, ({"accuracy": acc}, model_state)
 
+    loss_fn.batch_keys = BATCH_KEYS
     return loss_fn
 
 
 def make_train_step(loss_fn: LossFn) -> Callable:
-    """Build the pure `train_step(state, batch, key) -> (state, metrics)` (jit it yourself)."""
+    """Build the pure `train_step(state, batch, key) -> (state, metrics)` (jit it yourself):
+    the gradient of `loss_fn`, then `state.apply_gradients`, as in the Flax examples."""
 
     def train_step(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, key)
-        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=model_state)
+        state = state.apply_gradients(grads=grads, model_state=model_state)
         return state, {"loss": loss, **metrics}
 
+    train_step.batch_keys = getattr(loss_fn, "batch_keys", ())
     return train_step
 
 
@@ -171,7 +222,9 @@ def _loop_for(train_step: Callable, mesh: Mesh | None, unroll: int) -> Loop:
 
         return jax.lax.scan(body, state, (idx, mask), unroll=unroll)
 
-    return Loop(run_steps)
+    loop = Loop(run_steps)
+    loop.batch_keys = getattr(train_step, "batch_keys", ())  # (what `fit` checks the data for)
+    return loop
 
 
 @dataclasses.dataclass
@@ -353,6 +406,7 @@ def fit(state: TrainState, run_steps: Loop, data: Mapping[str, jax.Array], sampl
     Returns:
       (final state, History of the steps run).
     """
+    check_batch_keys(data, getattr(run_steps, "batch_keys", ()))
     history = History(resumed_step=int(state.step))
     state = _loop(state, run_steps, data, sampler, num_steps, key, history,
                   chunk_size=chunk_size, progress=progress, desc=desc, mesh=mesh,
@@ -411,6 +465,7 @@ def run_training(
     SIGINT/SIGTERM stop the run after the current chunk, once the pending checkpoint write has
     landed (KeyboardInterrupt / SystemExit(143)).
     """
+    check_batch_keys(data, getattr(train_step, "batch_keys", ()))
     mesh = parallel.make_mesh(devices) if devices != 1 else None
     run_steps = make_run_steps(train_step, mesh, unroll)
     key = keys.train
@@ -482,7 +537,7 @@ def _jit(fn: Callable) -> Callable:
 @functools.lru_cache(maxsize=64)
 def _apply_preprocessed(apply_fn: Callable, preprocess: Callable) -> Callable:
     """`apply_fn(variables, preprocess(x))`, one function object per (apply_fn, preprocess)."""
-    return lambda variables, x: apply_fn(variables, preprocess(x))
+    return lambda variables, x: apply_model(apply_fn, variables, preprocess(x))
 
 
 def predict(

@@ -65,7 +65,8 @@ def _recipe(lr: float, hidden: int, seed: int):
     keys = train.split_keys(seed)
     model = SeedMLP(hidden=hidden)
     params = model.init(keys.init, jnp.zeros((1, 12)))["params"]
-    state = train.TrainState.create(model.apply, params, optax.sgd(lr, momentum=0.9))
+    state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                    tx=optax.sgd(lr, momentum=0.9))
     return state, train.make_train_step(train.classification_loss(model.apply, lambda x: x / 10))
 
 

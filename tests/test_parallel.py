@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent("""
     mesh = parallel.make_mesh(8)
     out = {}
     for name, tx in (("sgd", optim.sgd(0.1, momentum=0.9)), ("adam", optim.adam(1e-2))):
-        state = train.TrainState.create(model.apply, params, tx)
+        state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
         step = train.make_train_step(loss_fn)
         one, r1 = train.fit(state, train.make_run_steps(step), D.to_device(data), sampler, 20,
                             jax.random.key(2), chunk_size=8, progress=False)

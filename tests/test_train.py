@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxnets import data, losses, optim, train
+from jaxnets.errors import DataError
 from jaxnets.models import SeedMLP
 
 
@@ -18,7 +20,8 @@ def _setup(n=64, tx=None, seed=0):
               "label": rng.integers(0, 10, n).astype(np.int32)}
     model = SeedMLP(hidden=16)
     params = model.init(jax.random.key(seed), jnp.zeros((1, 784)))["params"]
-    state = train.TrainState.create(model.apply, params, tx or optim.accumulating_sgd(1e-3))
+    state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                    tx=tx or optim.seed_sgd(1e-3))
     pre = lambda x: data.divide_by_batch_max(data.flatten(x))
     return arrays, state, train.classification_loss(model.apply, pre)
 
@@ -176,3 +179,49 @@ def test_a_shorter_last_chunk_does_not_compile_again_and_changes_nothing():
     np.testing.assert_array_equal(history.metrics["loss"], out.metrics["loss"])
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_train_state_is_flax_train_state_with_apply_gradients():
+    """Flax's TrainState, as its docs use it: create by keyword, `apply_gradients(grads=)`; the
+    step an int32 array from the start (a Python int would make jit compile twice)."""
+    from flax.training import train_state
+
+    arrays, state, loss_fn = _setup()
+    assert isinstance(state, train_state.TrainState)
+    assert state.step.dtype == jnp.int32 and state.step.shape == () and state.model_state == {}
+    batch = {"image": arrays["image"][:8], "label": arrays["label"][:8]}
+    grads = jax.grad(lambda p: loss_fn(p, {}, batch, None)[0])(state.params)
+    stepped = state.apply_gradients(grads=grads)
+    updates, _ = state.tx.update(grads, state.opt_state, state.params)
+    for a, b in zip(jax.tree.leaves(stepped.params),
+                    jax.tree.leaves(optax.apply_updates(state.params, updates))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(stepped.step) == 1 and stepped.step.dtype == jnp.int32
+
+
+def test_a_batch_without_image_or_label_is_one_line_before_tracing():
+    arrays, state, loss_fn = _setup()
+    run_steps = train.make_run_steps(train.make_train_step(loss_fn))
+    sampler = data.EpochSampler(64, 8, jax.random.key(1))
+    bad = {"x": arrays["image"], "label": arrays["label"]}
+    with pytest.raises(DataError, match=r"^data: the batch has no 'image': a batch is a dict "
+                                        r"with 'image' and 'label' \(got keys: 'label', 'x'\)$"):
+        train.fit(state, run_steps, bad, sampler, 2, jax.random.key(2), progress=False)
+    with pytest.raises(DataError, match="the batch has no 'label'"):  # a call of the step itself
+        jax.jit(train.make_train_step(loss_fn))(state, {"image": arrays["image"][:8]},
+                                                jax.random.key(0))
+
+
+def test_images_not_preprocessed_for_the_parameters_are_one_line():
+    """An MLP initialised on flat 784-vectors given [N, 28, 28, 1] images (no flatten): one line
+    naming the shapes, not Flax's ScopeParamShapeError."""
+    arrays, state, _ = _setup()
+    loss_fn = train.classification_loss(state.apply_fn)  # preprocessing forgotten
+    batch = {"image": arrays["image"][:8].astype(np.float32), "label": arrays["label"][:8]}
+    with pytest.raises(DataError) as e:
+        jax.jit(train.make_train_step(loss_fn))(state, batch, jax.random.key(0))
+    assert str(e.value).count("\n") == 0
+    assert ("images of shape (8, 28, 28, 1) (after preprocessing) do not fit the model's "
+            "parameters (parameter w1 has shape (784, 16)") in str(e.value)
+    with pytest.raises(DataError, match=r"images of shape \(64, 28, 28, 1\)"):
+        train.evaluate(state, arrays["image"], arrays["label"])
