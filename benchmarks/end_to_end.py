@@ -5,7 +5,7 @@
 
 For mnist (the seed's SGD and Adam) and linear_classifier, each round runs, in fresh processes
 and interleaved (so a busy machine slows every side alike): the tutorial's PyTorch code as a
-script (benchmarks/torch_seed000.py, torch_seed004.py: same Fashion-MNIST files, same steps,
+script (`python -m reference.seed000`, `reference.seed004`: same Fashion-MNIST files, same steps,
 same outputs: test accuracy and the loss plot), then the jaxnets command with an empty compile
 cache (cold: every program compiled and saved), then again on the cache the cold run filled
 (warm). The jaxnets runs go through benchmarks/phases.py (the experiment's own main plus
@@ -31,10 +31,10 @@ FASHION = ["--dataset", "fashion_mnist"]
 
 # name: (jaxnets experiment args, torch script args)
 WORKLOADS = {
-    "mnist_sgd": (["experiments.mnist", *FASHION], ["benchmarks/torch_seed000.py"]),
+    "mnist_sgd": (["experiments.mnist", *FASHION], ["-m", "reference.seed000"]),
     "mnist_adam": (["experiments.mnist", *FASHION, "--optimizer", "adam"],
-                   ["benchmarks/torch_seed000.py", "--optimizer", "adam"]),
-    "linear_classifier": (["experiments.linear_classifier"], ["benchmarks/torch_seed004.py"]),
+                   ["-m", "reference.seed000", "--optimizer", "adam"]),
+    "linear_classifier": (["experiments.linear_classifier"], ["-m", "reference.seed004"]),
 }
 FLOORS = {
     "python -c 'import jax; jax.devices()'": ["-c", "import jax; jax.devices()"],

@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="jaxnets-bench-") as data_dir:
         data = W.write_data(data_dir, {W.WORKLOADS[n].data for n in names})
         results = measure(names, args.quick, args.rounds, threads, data_dir, say)
-    from experiments.pytorch_reference import torch  # the one module that imports torch
+    import torch
     meta = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _cpu_name(),
             "load_before": load_before, "load_after": _load(), "rounds": args.rounds,
             "torch_version": torch.__version__, "data": data}

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
 
     out: dict = {"name": args.name, "side": args.side}
     if args.side == "torch":
-        from experiments.pytorch_reference import torch  # the one module that imports torch
+        import torch
 
         if args.threads:
             torch.set_num_threads(args.threads)

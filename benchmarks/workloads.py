@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.measure import best_seconds
+from jaxnets.options import TrainOptions
 
 # The matmuls one training step of the dense workloads does, as (m, k, n, a transposed,
 # b transposed) for [m, k] @ [k, n]: forward, weight gradients, and input gradients of every
@@ -144,7 +145,7 @@ def _load(directory: str, name: str) -> np.ndarray:
 # --- PyTorch side -------------------------------------------------------------------------------
 
 def torch_prepare(name: str, steps: int, directory: str) -> Callable:
-    from experiments import pytorch_reference as T
+    from reference import seeds as T
 
     if name in ("mnist_sgd", "mnist_adam"):
         return T.timed_seed000(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
@@ -155,10 +156,11 @@ def torch_prepare(name: str, steps: int, directory: str) -> Callable:
         nchw = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - 0.5) / 0.5
         return T.timed_blitz(nchw, _load(directory, "cifar_labels"), steps,
                          WORKLOADS[name].examples_per_step)
-    if name == "thermometer":
-        return T.timed_thermometer(steps)
-    if name == "thermometer_sgd":
-        return T.timed_thermometer_sgd(steps)
+    if name in ("thermometer", "thermometer_sgd"):
+        from jaxnets import thermometer as thermo  # (the book's 11 points; numpy lists)
+
+        timed = T.timed_thermometer if name == "thermometer" else T.timed_thermometer_sgd
+        return timed(thermo.T_U, thermo.T_C, steps)
     if name in ("two_layer", "two_layer_long"):
         return T.timed_two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
                            epochs=steps)
@@ -167,17 +169,41 @@ def torch_prepare(name: str, steps: int, directory: str) -> Callable:
 
 def torch_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best sgemm rate of torch (MKL/oneDNN) on n x n float32 matrices."""
-    from experiments import pytorch_reference as T
-
-    return 2 * n ** 3 / best_seconds(T.sgemm(n), repeats) / 1e9
+    return 2 * n ** 3 / best_seconds(sgemm(n), repeats) / 1e9
 
 
-def torch_matmul_floor(matmuls, steps: int, repeats: int = 3) -> float:
-    """Best seconds for torch.mm (MKL/oneDNN) to do `matmuls` (one step's shapes) `steps` times,
-    nothing else (`experiments.pytorch_reference.matmuls`)."""
-    from experiments import pytorch_reference as T
+def torch_matmul_floor(matmuls_, steps: int, repeats: int = 3) -> float:
+    """Best seconds for torch.mm (MKL/oneDNN) to do `matmuls_` (one step's shapes) `steps` times,
+    nothing else (`matmuls`)."""
+    return best_seconds(matmuls(matmuls_, steps), repeats)
 
-    return best_seconds(T.matmuls(matmuls, steps), repeats)
+
+def sgemm(n: int = 2048) -> Callable[[], object]:
+    """One n x n float32 torch matmul (MKL/oneDNN) as a callable, for the peak-rate timing."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return lambda: a @ b
+
+
+def matmuls(shapes, steps: int) -> Callable[[], None]:
+    """A callable doing torch.mm over `shapes` (one step's (m, k, n, transpose_a, transpose_b),
+    see benchmarks.workloads) `steps` times, into preallocated outputs, nothing else (the Python
+    loop's few microseconds per call included, as in the tutorial's eager step)."""
+    import torch
+
+    ops = []
+    for m, k, n, ta, tb in shapes:
+        a = torch.randn(k, m).t() if ta else torch.randn(m, k)
+        b = torch.randn(n, k).t() if tb else torch.randn(k, n)
+        ops.append((a, b, torch.empty(m, n)))
+
+    def once():
+        for _ in range(steps):
+            for a, b, out in ops:
+                torch.mm(a, b, out=out)
+
+    return once
 
 
 # --- jaxnets side -------------------------------------------------------------------------------
@@ -224,7 +250,8 @@ def _driver_runner(initial, train_step, images, labels, sampler, steps: int, key
 
         def run():
             return train.run_training(state, train_step, device_data, sampler, steps, keys,
-                                      chunk_size=chunk_size, unroll=unroll, progress=False)
+                                      TrainOptions(out=os.curdir, progress=False),
+                                      chunk_size=chunk_size, unroll=unroll)
 
         return run
 
@@ -242,18 +269,17 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         # experiments.mnist.run's training path.
         from experiments import mnist
 
-        config = mnist.Config(optimizer=name.split("_")[1], steps=steps, progress=False)
+        config = mnist.Config(optimizer=name.split("_")[1], steps=steps)
         images, labels = _load(directory, "mnist_images"), _load(directory, "mnist_labels")
-        keys = train.split_keys(config.seed)
-        state = mnist.init_state(config, keys.init, int(np.prod(images.shape[1:])))
-        return _driver_runner(state, mnist.train_step(state.apply_fn), images, labels,
-                              mnist.sampler(config, len(images), keys.data), steps, keys,
-                              min(steps, 1000), mnist.UNROLL)
+        begin = mnist.start(config, D.Dataset("mnist", "train", images, labels, (), directory))
+        return _driver_runner(begin.state, mnist.train_step(begin.state.apply_fn), images,
+                              labels, begin.sampler, steps, begin.keys, min(steps, 1000),
+                              mnist.UNROLL)
     if name in ("lenet_b4", "lenet_b128"):
         # experiments.cifar10.run's training path (LeNet, PyTorch's SGD, in-graph Normalize).
         from experiments import cifar10
 
-        config = cifar10.Config(batch_size=WORKLOADS[name].examples_per_step, progress=False)
+        config = cifar10.Config(batch_size=WORKLOADS[name].examples_per_step)
         images, labels = _load(directory, "cifar_images"), _load(directory, "cifar_labels")
         keys = train.split_keys(config.seed)
         state = cifar10.init_state(config, keys.init)
@@ -301,7 +327,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         # experiments.two_layer.train_version('autograd', ...).
         from experiments import two_layer as E
 
-        config = E.Config(epochs=steps, progress=False)
+        config = E.Config(epochs=steps)
         start = {k: jnp.asarray(_load(directory, f"two_layer_{k}")) for k in ("x", "y", "w1", "w2")}
         key = jax.random.key(config.seed)
         state = E.initial_state("autograd", config, start, key)

@@ -32,6 +32,7 @@ import dataclasses
 import sys
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +40,7 @@ class Config:
     section: str | None = cli.arg(None, "run one section only (names: --list)", metavar="NAME")
     list: bool = cli.arg(False, "list the sections and the snippets they mirror, and exit")
     seed: int = cli.seed()
-    out: str = cli.out("autograd")
-    progress: bool = cli.progress()
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/autograd")
 
     def __post_init__(self):
         # SECTIONS is defined below the imports that answer_early runs before, so an unknown
@@ -305,7 +304,7 @@ SECTIONS: tuple[Section, ...] = (
 def run(config: Config) -> dict:
     """Run the chosen sections; returns {section name: values} (also in metrics.json)."""
     return run_tour("autograd", SECTIONS, section=config.section, list_only=config.list,
-                    seed=config.seed, out=config.out, progress=not config.quiet)
+                    seed=config.seed, out=config.options.out, progress=not config.options.quiet)
 
 
 def main(argv=None) -> int:

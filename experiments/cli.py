@@ -1,10 +1,12 @@
 """The command line every experiment shares: flags generated from its `Config`.
 
 An experiment module declares each hyper-parameter once, as a field of a frozen dataclass
-`Config` with `arg(default, help, choices=...)`; `Config.__post_init__` checks the values and
-raises `ConfigError(message, param=field)`. From that one declaration this module builds the
-argparse parser (`parser`), turns the command line into a Config (`parse`), and runs it
-(`main`). `flag` is the one mapping from a parameter name to its flag (`batch_size` ->
+`Config` with `arg(default, help, choices=...)`, and holds the run's options (output folder,
+printing, checkpoints, devices: `jaxnets.options`) in its `options` field;
+`Config.__post_init__` checks the values and raises `ConfigError(message, param=field)`. From
+that one declaration this module builds the argparse parser (`parser`: the experiment's own
+flags first, then the run options' groups), turns the command line into a Config (`parse`),
+and runs it (`main`). `flag` is the one mapping from a parameter name to its flag (`batch_size` ->
 `--batch-size`), so an error from the Config or from the library (which names parameters,
 never flags) is printed as `python -m experiments.mnist: error: --batch-size: must be ...`,
 one line, exit status 2.
@@ -33,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxnets.errors import ConfigError, JaxnetsError, JaxnetsWarning
+from jaxnets.options import MAY_DIFFER, RunOptions, TrainOptions, settings
 
 # --- declaring fields ---------------------------------------------------------------------------
 
@@ -44,15 +47,16 @@ def flag(param: str) -> str:
 
 def arg(default: Any, help: str, *, choices: Sequence[Any] | None = None,
         metavar: str | None = None, group: str | None = None,
-        bounds: tuple[int, int] | None = None) -> Any:
+        bounds: tuple[int, int] | None = None, may_differ: bool = False) -> Any:
     """A Config field with its flag's help text (and fixed choices or inclusive integer
-    bounds, if any) in its metadata; `check_fields` checks those.
+    bounds, if any) in its metadata; `check_fields` checks those. `may_differ`: a resumed run
+    may change it without changing the result (e.g. a longer run's steps).
 
     `help` says what the flag does; for a bool that defaults to True the flag is
     `--no-<name>`, and `help` says what turning it off does."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": None if choices is None else tuple(choices),
-        "metavar": metavar, "group": group, "bounds": bounds})
+        "metavar": metavar, "group": group, "bounds": bounds, MAY_DIFFER: may_differ})
 
 
 # The fields several experiments share, so their help text is written once.
@@ -66,60 +70,6 @@ def seed(default: int = 0) -> Any:
     return arg(default, "PRNG seed: the same seed gives the same run", bounds=SEED_BOUNDS)
 
 
-def out(name: str) -> Any:
-    return arg(f"runs/{name}", "folder for metrics.json and plots")
-
-
-def progress() -> Any:
-    return arg(True, "no progress bars (everything else is printed)")
-
-
-def quiet() -> Any:
-    return arg(False, "print only the results (the comparison table, the files written) and "
-                      "errors")
-
-
-def checkpoint_dir() -> Any:
-    return arg(None, "save orbax checkpoints (params, optimizer state, step, PRNG key, config) "
-                     "into this folder", group="checkpoints")
-
-
-def resume() -> Any:
-    return arg(False, "continue from the latest checkpoint in --checkpoint-dir (starts from step "
-                      "0 if there is none); the result equals an uninterrupted run",
-               group="checkpoints")
-
-
-def checkpoint_every(default: int | None) -> Any:
-    return arg(default, "steps between checkpoints" + (" (default: once per epoch)"
-                                                       if default is None else "")
-               + "; the last one is always saved", group="checkpoints")
-
-
-def keep_checkpoints() -> Any:
-    return arg(3, "how many of the latest checkpoints to keep", group="checkpoints")
-
-
-def devices() -> Any:
-    return arg(1, "train data parallel on N devices: the batch is split over them, the "
-                  "parameters replicated; the batch size must divide by N",
-               metavar="N", group="devices")
-
-
-def coordinator() -> Any:
-    return arg(None, "multi-host: process 0's address for jax.distributed.initialize (run the "
-                     "same command on every host with its --process-id)",
-               metavar="HOST:PORT", group="devices")
-
-
-def num_processes() -> Any:
-    return arg(None, "multi-host: number of processes (hosts)", group="devices")
-
-
-def process_id() -> Any:
-    return arg(None, "multi-host: this process's index, 0 .. num-processes - 1", group="devices")
-
-
 # --- checks for Config.__post_init__ ------------------------------------------------------------
 
 
@@ -130,7 +80,11 @@ def check(condition: bool, param: str, message: str) -> None:
 
 
 def check_fields(config: Any) -> None:
-    """The checks every field declares: its choices, its bounds."""
+    """The checks every field declares (its choices, its bounds), and that the batch splits
+    over the run's devices (the options check themselves when made)."""
+    options = getattr(config, "options", None)
+    if isinstance(options, TrainOptions) and hasattr(config, "batch_size"):
+        options.check_batch_size(config.batch_size)
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
@@ -144,9 +98,21 @@ def check_fields(config: Any) -> None:
                       f"{v!r} is not one of {', '.join(map(str, choices))}")
 
 
+def check_optimizer_takes(config: Any, *names: str) -> None:
+    """ConfigError unless each named setting is one the chosen `config.optimizer` takes, or is
+    left at its default (Adam takes no momentum: --momentum 0.5 with it would be ignored)."""
+    from jaxnets import optim  # (the registry imports without jax)
+
+    for name in names:
+        default = type(config).__dataclass_fields__[name].default
+        check(optim.takes(config.optimizer, name) or getattr(config, name) == default, name,
+              f"{config.optimizer} takes no {name}; leave it out, or choose an optimizer that "
+              "takes it")
+
+
 def check_positive(config: Any, *names: str) -> None:
     """ConfigError unless each named field is >= 1 (ints) or a finite number > 0 (floats)."""
-    types = {f.name: _field_type(f)[0] for f in dataclasses.fields(config)}
+    types = {f.name: _field_type(f)[0] for f in dataclasses.fields(config) if f.name in names}
     for name in names:
         value = getattr(config, name)
         if types[name] is int:
@@ -154,39 +120,6 @@ def check_positive(config: Any, *names: str) -> None:
         else:
             check(math.isfinite(value) and value > 0, name,
                   f"must be a finite number > 0, got {value}")
-
-
-# Fields that say where and how a run goes, never what it computes: they may differ when a
-# checkpointed run is resumed (jaxnets.checkpoint.Checkpoints(may_differ=...)). The training
-# data is guarded by its fingerprint, so data_dir may move.
-RUN_OPTIONS = ("out", "progress", "quiet", "data_dir", "checkpoint_dir", "resume",
-               "checkpoint_every", "keep_checkpoints", "coordinator", "num_processes",
-               "process_id")
-
-
-def check_checkpoint(config: Any) -> None:
-    """The checks of the checkpoint fields (before any data is loaded)."""
-    check(not config.resume or config.checkpoint_dir is not None, "resume",
-          f"needs {flag('checkpoint_dir')} DIR (the folder to resume from)")
-    if config.checkpoint_every is not None:
-        check_positive(config, "checkpoint_every")
-    check_positive(config, "keep_checkpoints")
-
-
-def check_devices(config: Any) -> None:
-    """The checks of the device fields: the batch splits evenly; multi-host flags come together."""
-    check_positive(config, "devices")
-    check(config.batch_size % config.devices == 0, "batch_size",
-          f"{config.batch_size} must be a multiple of {flag('devices')} {config.devices} (each "
-          "device takes an equal share of the batch)")
-    multi = (config.coordinator, config.num_processes, config.process_id)
-    if any(v is not None for v in multi):
-        check(all(v is not None for v in multi), "coordinator",
-              f"multi-host needs all of {flag('coordinator')}, {flag('num_processes')} and "
-              f"{flag('process_id')}")
-        check_positive(config, "num_processes")
-        check(0 <= config.process_id < config.num_processes, "process_id",
-              f"must be in 0 .. {config.num_processes - 1}, got {config.process_id}")
 
 
 # --- checks before any data is loaded (cli.main) -----------------------------------------------
@@ -241,9 +174,10 @@ def check_early(config: Any) -> None:
     """The checks of a Config that need the file system or jax, by field name: output
     folders and files writable, input files readable, no more devices than jax sees. main calls
     it before `run`, so they fail before any data is loaded."""
-    names = [f.name for f in dataclasses.fields(config)]
+    flat = settings(config)  # (the run options' fields among the Config's own)
+    names = list(flat)
     for name in names:
-        value = getattr(config, name)
+        value = flat[name]
         if value is None:
             continue
         if name in OUTPUT_FOLDERS:
@@ -252,8 +186,8 @@ def check_early(config: Any) -> None:
             check_writable_file(value, name)
         elif name in INPUT_FILES:
             check_readable_file(value, name)
-    if "devices" in names and config.devices != 1:
-        device_mesh(config.devices)  # ConfigError naming devices when jax sees fewer
+    if flat.get("devices", 1) != 1:
+        device_mesh(flat["devices"])  # ConfigError naming devices when jax sees fewer
 
 
 OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint folder's is .lock)
@@ -326,28 +260,67 @@ def prog(config_cls: type) -> str:
     return f"python -m {module}"
 
 
-def option(f: dataclasses.Field) -> str:
+def option(f: dataclasses.Field, default: Any = dataclasses.MISSING) -> str:
     """The flag of a field: `--name`, or `--no-name` for a bool that defaults to True."""
-    return flag(("no_" if f.default is True else "") + f.name)
+    default = f.default if default is dataclasses.MISSING else default
+    return flag(("no_" if default is True else "") + f.name)
+
+
+def options_field(config_cls: type) -> dataclasses.Field | None:
+    """The Config's `options` field (a jaxnets.options.RunOptions), None if it has none."""
+    for f in dataclasses.fields(config_cls):
+        if f.name == "options":
+            return f
+    return None
+
+
+def default_options(config_cls: type) -> RunOptions | None:
+    """The run options a Config has by default (its output folder, for one)."""
+    f = options_field(config_cls)
+    if f is None:
+        return None
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def flag_fields(config_cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """(field, default) for every flag, in --help's order: the experiment's own fields, its run
+    options' fields (defaults from the Config's default options), then Common's."""
+    options = default_options(config_cls)
+    own = [(f, f.default) for f in dataclasses.fields(config_cls) if f.name != "options"]
+    run = [] if options is None else [(f, getattr(options, f.name))
+                                      for f in dataclasses.fields(options)]
+    return own + run + [(f, f.default) for f in dataclasses.fields(Common)]
+
+
+def _flags_named(text: str, names: Sequence[str]) -> str:
+    """`text` with the parameter names in it (`checkpoint_dir`) spelled as their flags."""
+    for name in sorted((n for n in names if "_" in n), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w-]){name}\b", flag(name), text)
+    return text
 
 
 def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
-    """The argparse parser of a Config class: one flag per field, then the common options."""
+    """The argparse parser of a Config class: one flag per field, the experiment's own first,
+    then the run options in their groups."""
     p = _Parser(prog=prog(config_cls), description=doc, formatter_class=_Formatter)
     groups: dict[str | None, Any] = {None: p}
-    for f in [*dataclasses.fields(config_cls), *dataclasses.fields(Common)]:
+    fields = flag_fields(config_cls)
+    names = [f.name for f, _ in fields]
+    for f, default in fields:
         meta = dict(f.metadata)
-        meta["help"] = (meta.get("help") or "").replace("%", "%%")  # argparse %-formats help
+        # (argparse %-formats help)
+        meta["help"] = _flags_named(meta.get("help") or "", names).replace("%", "%%")
         group = meta.get("group")
         if group not in groups:
             groups[group] = p.add_argument_group(group)
         g = groups[group]
         kind, many = _field_type(f)
         if kind is bool:
-            g.add_argument(option(f), dest=f.name, default=f.default, help=meta.get("help"),
-                           action="store_false" if f.default else "store_true")
+            g.add_argument(option(f, default), dest=f.name, default=default,
+                           help=meta.get("help"),
+                           action="store_false" if default else "store_true")
             continue
-        kw: dict[str, Any] = {"dest": f.name, "default": f.default, "type": kind,
+        kw: dict[str, Any] = {"dest": f.name, "default": default, "type": kind,
                               "help": meta.get("help"), "metavar": meta.get("metavar")}
         if meta.get("choices") is not None:
             kw["choices"] = meta["choices"]
@@ -357,7 +330,7 @@ def parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
                 kw["metavar"] = "{" + ",".join(map(str, meta["choices"])) + "}"
         if many:
             kw["nargs"] = "+"
-        g.add_argument(option(f), **kw)
+        g.add_argument(option(f, default), **kw)
     return p
 
 
@@ -368,7 +341,7 @@ class Common:
     compile_cache: bool = arg(True, "do not use JAX's persistent compilation cache (on by "
                                     "default, in $JAX_COMPILATION_CACHE_DIR or "
                                     "~/.cache/jaxnets/xla; JAXNETS_COMPILE_CACHE=0 also turns "
-                                    "it off)")
+                                    "it off)", group="run options")
 
 
 def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None
@@ -379,8 +352,12 @@ def parse(config_cls: type, doc: str | None, argv: Sequence[str] | None = None
     prints the help and raises SystemExit(0).
     """
     args = vars(parser(config_cls, doc).parse_args(argv))
-    common = {f.name: args.pop(f.name) for f in dataclasses.fields(Common)}
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    common = {f.name: args.pop(f.name) for f in dataclasses.fields(Common)}
+    options = default_options(config_cls)
+    if options is not None:
+        args["options"] = type(options)(**{f.name: args.pop(f.name)
+                                           for f in dataclasses.fields(options)})
     config = config_cls(**args)
     check_fields(config)  # (for every experiment, also those whose Config does not call it)
     return config, Common(**common)
@@ -392,10 +369,9 @@ def describe(e: JaxnetsError, config_cls: type | None = None) -> str:
     of its own)."""
     message = e.message
     if config_cls is not None:
-        names = {f.name for f in (*dataclasses.fields(config_cls), *dataclasses.fields(Common))}
+        names = {f.name for f, _ in flag_fields(config_cls)}
         # the library's text names parameters (`point data_dir at ...`): say their flags
-        for name in sorted((n for n in names if "_" in n), key=len, reverse=True):
-            message = re.sub(rf"(?<![\w-]){name}\b", flag(name), message)
+        message = _flags_named(message, sorted(names))
         if e.param and e.param not in names:
             return message
     return f"{flag(e.param)}: {message}" if e.param else message
@@ -453,19 +429,20 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
     try:
         if "jaxnets.plots" in sys.modules:  # the experiment plots: import matplotlib meanwhile
             sys.modules["jaxnets.plots"].preload()
-        if getattr(config, "coordinator", None) is not None:
+        options = getattr(config, "options", None)
+        if getattr(options, "coordinator", None) is not None:
             from jaxnets import parallel
 
-            parallel.initialize(config.coordinator, config.num_processes, config.process_id)
+            parallel.initialize(options.coordinator, options.num_processes, options.process_id)
         check_early(config)
         # (multi-host: the hosts share one command line, and maybe one folder; process 0 locks)
-        out = getattr(config, "out", None) if not getattr(config, "process_id", None) else None
+        out = getattr(options, "out", None) if not getattr(options, "process_id", None) else None
         with output_lock(out), CompileCache(common.compile_cache) as cache, \
                 warnings.catch_warnings():
             warnings.simplefilter("always", JaxnetsWarning)  # (each run says it again)
             warnings.showwarning = functools.partial(_show_warning, config_cls)
             run(config)
-        Reporter(getattr(config, "quiet", False)).say(cache.summary())
+        Reporter(getattr(options, "quiet", False)).say(cache.summary())
         sys.stdout.flush()
     except BrokenPipeError:  # printed outside Reporter to a reader that has gone
         _stdout_gone()

@@ -27,6 +27,7 @@ import os
 import sys
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +42,7 @@ class Config:
     lr: float = cli.arg(1e-6, "learning rate (seed 002's learning_rate)")
     examples: int = cli.arg(100, "rows of the example files (seed 002's batch_n)")
     seed: int = cli.seed()
-    out: str = cli.arg("runs/custom_dataset", "folder for metrics.json and the example files")
-    # The shared printing switch (cli.Reporter): narrative off, results and files written kept.
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/custom_dataset")  # (also the example files')
 
     def __post_init__(self):
         given, other = (("csv_file", "txt_file") if self.csv_file is not None
@@ -104,8 +103,9 @@ def write_example_files(config: Config, key: jax.Array) -> tuple[str, str]:
     kx, ky = jax.random.split(key)
     x = np.asarray(jax.random.normal(kx, (config.examples, 1000)))
     y = np.asarray(jax.random.normal(ky, (config.examples, 10)))
-    os.makedirs(config.out, exist_ok=True)
-    csv_file, txt_file = (os.path.join(config.out, f) for f in ("example.csv", "example.txt"))
+    out = config.options.out
+    os.makedirs(out, exist_ok=True)
+    csv_file, txt_file = (os.path.join(out, f) for f in ("example.csv", "example.txt"))
     np.savetxt(csv_file, x, fmt="%.9g", delimiter=",")  # 9 digits: float32 reads back exactly
     np.savetxt(txt_file, y, fmt="%.9g")
     return csv_file, txt_file
@@ -138,7 +138,7 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
     Returns:
       The metrics written to metrics.json.
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     files_key, data_key, init_key, train_key = jax.random.split(jax.random.key(config.seed), 4)
     if dataset is None:
         files = ((config.csv_file, config.txt_file) if config.csv_file is not None
@@ -171,7 +171,7 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
                "batch_size": config.batch_size, "shuffle": config.shuffle, "batch_shapes": shapes,
                "epochs": config.epochs, "lr": config.lr, "seed": config.seed,
                "epoch_losses": per_epoch.tolist()}
-    path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    path = cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     ours = f"{config.batch_size} ({len(shapes)} batches, the last {shapes[-1]['x'][0]})"
     report.compare([("DataLoader batch_size", TUTORIAL["DataLoader batch_size"], ours)])
     report.wrote(path)

@@ -28,6 +28,7 @@ import os
 import sys
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +41,7 @@ class Config:
     conv_impl: str = cli.arg("auto", "the convolutions' implementation (layers.conv2d): auto = "
                                      "matmul forms on CPU, lax.conv elsewhere",
                              choices=("auto", "lax", "patches", "banded"))
-    out: str = cli.out("lenet")
-    progress: bool = cli.progress()
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/lenet")
 
     def __post_init__(self):
         cli.check_fields(self)
@@ -97,7 +96,7 @@ def print_structure(model: LeNet, x: jax.Array, config: Config, say) -> str:
     """1. `print(net)`: PyTorch's format, then Flax's own tabulate (traces the model again)."""
     structure = torch_repr(model, x, name="Net")
     say(structure)
-    if not config.quiet:
+    if not config.options.quiet:
         print(model.tabulate(jax.random.key(0), x, compute_flops=False, depth=1,
                              console_kwargs={"width": 100, "color_system": None,
                                              "force_terminal": False}))
@@ -192,7 +191,7 @@ def run(config: Config, start: dict | None = None) -> dict:
       config: the run's settings.
       start: {'params', 'input' (NHWC), 'v', 'target'}; tests pass PyTorch's. Drawn if None.
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     say = report.say
     model = LeNet(classes=10, conv_impl=config.conv_impl)
     start = start or make_start(config, model, jax.random.key(config.seed))
@@ -214,10 +213,10 @@ def run(config: Config, start: dict | None = None) -> dict:
         "mse_loss": float(loss), "conv1_bias_grad_before": None,
         "conv1_bias_grad_after": np.asarray(grads["conv1"]["bias"]), **updated,
     }
-    os.makedirs(config.out, exist_ok=True)
-    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    os.makedirs(config.options.out, exist_ok=True)
+    cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     report.compare(comparison_rows(metrics))
-    report.wrote(os.path.join(config.out, "metrics.json"))
+    report.wrote(os.path.join(config.options.out, "metrics.json"))
     return metrics
 
 

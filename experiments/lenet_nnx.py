@@ -23,6 +23,7 @@ import os
 import sys
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,8 @@ class Config:
                                "momentum=0.9))")
     momentum: float = cli.arg(0.9, "SGD momentum")
     seed: int = cli.seed()
-    out: str = cli.out("lenet_nnx")
-    progress: bool = cli.progress()
+    options: RunOptions = RunOptions(out="runs/lenet_nnx")
     # The shared printing switch (cli.Reporter): narrative off, results and files written kept.
-    quiet: bool = cli.quiet()
 
     def __post_init__(self):
         cli.check_positive(self, "channels", "batch_size", "lr")
@@ -71,7 +70,7 @@ def run(config: Config) -> dict:
     Returns:
       the metrics written to metrics.json (the largest differences between the two models).
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     say = report.say
     k_init, k_image, k_label, k_nnx = jax.random.split(jax.random.key(config.seed), 4)
     batch = {"image": jax.random.normal(k_image, (config.batch_size, 32, 32, config.channels)),
@@ -80,9 +79,9 @@ def run(config: Config) -> dict:
     # 1. The Linen model and its weights as a PyTorch state_dict file.
     linen = LeNet(classes=10, conv_impl="lax")   # lax.conv, the convolution nnx.Conv runs
     linen_params = jax.jit(linen.init)(k_init, batch["image"])["params"]
-    os.makedirs(config.out, exist_ok=True)
-    weights = checkpoint.export_state_dict(os.path.join(config.out, "linen_lenet.safetensors"),
-                                           {"params": linen_params})
+    os.makedirs(config.options.out, exist_ok=True)
+    weights = checkpoint.export_state_dict(
+        os.path.join(config.options.out, "linen_lenet.safetensors"), {"params": linen_params})
     say(f"1. Linen LeNet's weights -> {weights}")
 
     # 2. The NNX model: built (its own random init), then loaded from the same file.
@@ -135,13 +134,13 @@ def run(config: Config) -> dict:
         "loss_linen": float(m_linen["loss"]), "loss_nnx": float(m_nnx["loss"]),
         "step_params_max_abs_diff": step_diff,
     }
-    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     report.compare([
         ("outputs, Linen vs NNX (max |diff|)", "-", f"{output_diff:.1e}"),
         ("gradients, Linen vs NNX (max |diff|)", "-", f"{grad_diff:.1e}"),
         ("weights after one SGD step (max |diff|)", "-", f"{step_diff:.1e}"),
     ])
-    report.wrote(os.path.join(config.out, "metrics.json"))
+    report.wrote(os.path.join(config.options.out, "metrics.json"))
     return metrics
 
 

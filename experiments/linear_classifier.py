@@ -35,6 +35,8 @@ import os
 import sys
 
 from experiments import cli
+from jaxnets import optim
+from jaxnets.options import TrainOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,44 +44,22 @@ class Config:
     dataset: str = cli.arg("fashion_mnist", "dataset", choices=("fashion_mnist", "mnist"))
     data_dir: str | None = cli.arg(None, "folder holding the dataset's IDX files; default: known "
                                          "local installs, then the tensorflow-datasets cache or "
-                                         "download")
-    epochs: int = cli.arg(20, "epochs")
+                                         "download", may_differ=True)
+    epochs: int = cli.arg(20, "epochs", may_differ=True)
     batch_size: int = cli.arg(64, "batch size")
+    # Added for the optimizer choice: the tutorial's SGD with momentum, or Adam (no momentum).
+    optimizer: str = cli.arg("sgd", "sgd: the tutorial's SGD with momentum; adam: "
+                                    "torch.optim.Adam(lr)", choices=optim.CHOICES)
     lr: float = cli.arg(1e-3, "learning rate")
     momentum: float = cli.arg(0.9, "SGD momentum, PyTorch semantics, in [0, 1) (sgd only)")
     seed: int = cli.seed()
-    out: str = cli.out("linear_classifier")
-    progress: bool = cli.progress()
-    checkpoint_dir: str | None = cli.checkpoint_dir()
-    resume: bool = cli.resume()
-    checkpoint_every: int | None = cli.checkpoint_every(None)  # None: once per epoch
-    devices: int = cli.devices()
-    keep_checkpoints: int = cli.keep_checkpoints()
-    quiet: bool = cli.quiet()
-    coordinator: str | None = cli.coordinator()
-    num_processes: int | None = cli.num_processes()
-    process_id: int | None = cli.process_id()
-    # Added for the optimizer choice: the tutorial's SGD with momentum, or Adam (no momentum).
-    optimizer: str = cli.arg("sgd", "sgd: the tutorial's SGD with momentum; adam: "
-                                    "torch.optim.Adam(lr)", choices=("sgd", "adam"))
-    # Added for TensorBoard: events beside metrics.json (they change no result).
-    tensorboard: str | None = cli.arg(None, "also write TensorBoard events into this folder "
-                                            "(loss, test accuracy, confusion matrix)",
-                                      metavar="DIR")
+    options: TrainOptions = TrainOptions(out="runs/linear_classifier")
 
     def __post_init__(self):
         cli.check_fields(self)
         cli.check_positive(self, "epochs", "batch_size", "lr")
-        cli.check_devices(self)
-        cli.check_checkpoint(self)
         cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
-        cli.check(self.optimizer == "sgd" or self.momentum == _default(self, "momentum"),
-                  "momentum", "applies to --optimizer sgd only (Adam takes no momentum)")
-
-
-def _default(config, name: str):
-    """A Config field's declared default."""
-    return type(config).__dataclass_fields__[name].default
+        cli.check_optimizer_takes(self, "momentum")
 
 
 if __name__ == "__main__":
@@ -87,9 +67,8 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from jaxnets import aot, checkpoint, optim, plots, train
-from jaxnets import data as D
-from jaxnets import metrics as M
+from jaxnets import aot, data, plots, train
+from jaxnets.metrics import confusion_matrix, per_class_accuracy, predictions
 from jaxnets.models import LinearClassifier, torch_repr
 
 # Seed 004 prints no figure of its own (no losses, no accuracy).
@@ -105,27 +84,22 @@ REFERENCE: dict[str, tuple[str, str]] = {
         ("logistic regression on MNIST, commonly about 92%; LeCun's MNIST page lists a "
          "1-layer linear classifier at 88% (91.6% with deskewing)")),
 }
-preprocess = D.to_tensor_normalize((0.5,), (0.5,))  # ToTensor() + Normalize((0.5,), (0.5,))
+preprocess = data.to_tensor_normalize((0.5,), (0.5,))  # ToTensor() + Normalize((0.5,), (0.5,))
 
 
-def make_sampler(config: Config, n: int) -> D.EpochSampler:
+def make_sampler(config: Config, n: int) -> data.EpochSampler:
     """DataLoader(shuffle=True, batch_size): a new permutation each epoch, short last batch."""
-    return D.EpochSampler(n, config.batch_size, train.split_keys(config.seed).data)
+    return data.EpochSampler(n, config.batch_size, train.split_keys(config.seed).data)
 
 
 def make_optimizer(config: Config):
-    """`optim.SGD(lr, momentum)` as the seed writes it, or Adam (which takes no momentum)."""
-    if config.optimizer == "adam":
-        return optim.by_name("adam", config.lr)
-    return optim.by_name("sgd", config.lr, momentum=config.momentum)
+    """`optim.SGD(lr, momentum)` as the seed writes it, or the optimizer chosen by name."""
+    return optim.from_settings(config.optimizer, config.lr, momentum=config.momentum)
 
 
 # The per-step loss of batch 64 is a wide band; a running mean over this many steps (about
 # 1/20 of an epoch) shows the trend on top of it.
 SMOOTH = 50
-
-# Settings that may change on resume without changing the result.
-MAY_DIFFER = cli.RUN_OPTIONS + ("tensorboard", "epochs")
 
 
 def write_tensorboard(logdir: str, losses, epochs: list[dict], steps_per_epoch: int, cm,
@@ -141,8 +115,8 @@ def write_tensorboard(logdir: str, losses, epochs: list[dict], steps_per_epoch: 
         tb.confusion_matrix("test/confusion_matrix", cm, class_names, len(losses))
 
 
-def train_network(config: Config, state: train.TrainState, train_set: D.Dataset,
-                  test_set: D.Dataset, keys: train.Keys, report: cli.Reporter):
+def train_network(config: Config, state: train.TrainState, train_set: data.Dataset,
+                  test_set: data.Dataset, keys: train.Keys, report: cli.Reporter):
     """The seed's epochs: shuffled mini-batches, each epoch's loss and accuracy printed.
     Returns (state, History); the history's "per_epoch" log holds the printed figures."""
     sampler = make_sampler(config, len(train_set))
@@ -165,45 +139,41 @@ def train_network(config: Config, state: train.TrainState, train_set: D.Dataset,
                    f"Train accuracy: {100 * acc:.2f}%, Test accuracy: {100 * test_acc:.2f}%",
                    flush=True)
 
-    ckpt = checkpoint.Checkpoints(config.checkpoint_dir,
-                                  every=config.checkpoint_every or steps_per_epoch,
-                                  keep=config.keep_checkpoints, resume=config.resume,
-                                  config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
-                                  name="experiments.linear_classifier")
     return train.run_training(
         state, train.make_train_step(train.classification_loss(state.apply_fn, preprocess)),
         {"image": train_set.images, "label": train_set.labels}, sampler,
-        config.epochs * steps_per_epoch, keys, checkpoints=ckpt, chunk_size=steps_per_epoch,
-        devices=config.devices, progress=config.progress and not config.quiet,
-        desc="linear_classifier", on_chunk=on_chunk, report=report.say)
+        config.epochs * steps_per_epoch, keys, config.options, config=config,
+        name="experiments.linear_classifier", chunk_size=steps_per_epoch, on_chunk=on_chunk,
+        report=report.say)
 
 
-def evaluate(state: train.TrainState, test_set: D.Dataset, report: cli.Reporter) -> dict:
+def evaluate(state: train.TrainState, test_set: data.Dataset, report: cli.Reporter) -> dict:
     """`accuracy = correct / total`, the confusion matrix and each class's accuracy (printed)."""
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
-    cm = M.confusion_matrix(test_set.labels, M.predictions(test["logits"]),
+    cm = confusion_matrix(test_set.labels, predictions(test["logits"]),
                             len(test_set.class_names))
-    per_class = M.per_class_accuracy(cm)
+    per_class = per_class_accuracy(cm)
     for name, acc in zip(test_set.class_names, per_class):
         report.say(f"  accuracy of {name:>12s}: {100 * acc:5.1f}%")
     return {"accuracy": test["accuracy"], "confusion_matrix": cm, "per_class": per_class}
 
 
-def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, history,
+def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset, history,
                    tested: dict) -> dict:
     """TensorBoard events if asked, the plots, metrics.json, and the baseline next to ours."""
     losses = history.metrics["loss"]  # all steps, also those before a resume
     epochs = history.logs.get("per_epoch", [])
     cm, names = tested["confusion_matrix"], train_set.class_names
-    if config.tensorboard:
-        write_tensorboard(config.tensorboard, losses, epochs, len(losses) // config.epochs, cm,
-                          names)
-    os.makedirs(config.out, exist_ok=True)
-    plot_cm = plots.confusion_matrix(cm, names, os.path.join(config.out, "confusion_matrix.png"),
+    out = config.options.out
+    if config.options.tensorboard:
+        write_tensorboard(config.options.tensorboard, losses, epochs, len(losses) // config.epochs,
+                          cm, names)
+    os.makedirs(out, exist_ok=True)
+    plot_cm = plots.confusion_matrix(cm, names, os.path.join(out, "confusion_matrix.png"),
                                      title=f"{train_set.name}: linear classifier (test set)")
-    plot_loss = plots.loss_curve(losses, os.path.join(config.out, "loss_curve.png"),
-                                 title="linear classifier: training loss per step",
-                                 smooth=SMOOTH)
+    plot_loss = plots.loss_curve(losses, os.path.join(out, "loss_curve.png"),
+                                 title=f"{train_set.name}: linear classifier, training loss per "
+                                       f"step ({settings_text(config)})", smooth=SMOOTH)
     baseline = REFERENCE.get(f"test accuracy, {train_set.name}",
                              REFERENCE["test accuracy, mnist"])[0]
     metrics = {
@@ -217,7 +187,7 @@ def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, h
         "compile_seconds": history.compile_seconds, "train_seconds": history.train_seconds,
         "baseline": baseline, "plots": [plot_cm, plot_loss],
     }
-    path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    path = cli.write_json(os.path.join(out, "metrics.json"), metrics)
     report.compare([
         ("test accuracy", f"- (published: {baseline})", f"{100 * tested['accuracy']:.2f}%"),
         ("final epoch loss", "- (not printed)",
@@ -229,7 +199,35 @@ def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, h
     return metrics
 
 
-def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
+def settings_text(config: Config) -> str:
+    """'SGD lr 0.001 momentum 0.9, batch 64, 20 epochs': what distinguishes one run from another."""
+    return (f"{optim.label(config.optimizer, config.lr, momentum=config.momentum)}, batch "
+            f"{config.batch_size}, {cli.plural(config.epochs, 'epoch')}")
+
+
+def load_data(config: Config) -> tuple[data.Dataset, data.Dataset]:
+    """The seed's `datasets.FashionMNIST(train=True/False)`, through the data layer."""
+    return (data.load(config.dataset, "train", config.data_dir),
+            data.load(config.dataset, "test", config.data_dir))
+
+
+def init_state(config: Config, train_set: data.Dataset, key, params: dict | None = None):
+    """`fc1 = nn.Linear(28 * 28, num_classes)` (PyTorch's init, or the given `params`) and the
+    optimizer; printed as PyTorch's `print(model)` shows it."""
+    model = LinearClassifier(len(train_set.class_names))
+    sample = np.zeros((1, *train_set.images.shape[1:]), np.float32)  # (numpy: no compile)
+    tx = make_optimizer(config)
+    if params is None:
+        # One compiled program for the parameters and the optimizer state (op by op, the
+        # state's zeros compiled three more), compiled for a quick compile (jaxnets.aot).
+        state = aot.once(lambda key: train.TrainState.create(
+            apply_fn=model.apply, params=model.init(key, sample)["params"], tx=tx))(key)
+    else:
+        state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    return state, torch_repr(model, sample)
+
+
+def run(config: Config, data: tuple[data.Dataset, data.Dataset] | None = None,
         params: dict | None = None) -> dict:
     """Train and evaluate; returns the metrics written to metrics.json.
 
@@ -238,28 +236,13 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
       data: (train, test) datasets; loaded through the data layer when None.
       params: starting parameters (tests pass PyTorch's); PyTorch's default init if None.
     """
-    report = cli.Reporter(config.quiet)
-    if data is None:
-        data = (D.load(config.dataset, "train", config.data_dir),
-                D.load(config.dataset, "test", config.data_dir))
-    train_set, test_set = data
+    report = cli.Reporter(config.options.quiet)
+    train_set, test_set = load_data(config) if data is None else data
     keys = train.split_keys(config.seed)  # the tutorial's torch.manual_seed(0)
-    model = LinearClassifier(len(train_set.class_names))
-    sample = np.zeros((1, *train_set.images.shape[1:]), np.float32)  # (numpy: no compile)
-    tx = make_optimizer(config)
-    if params is None:
-        # One compiled program for the parameters and the optimizer state (op by op, the
-        # state's zeros compiled three more), compiled for a quick compile (jaxnets.aot).
-        state = aot.once(lambda key: train.TrainState.create(
-            apply_fn=model.apply, params=model.init(key, sample)["params"], tx=tx))(keys.init)
-    else:
-        state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-    report.say(torch_repr(model, sample))
-    rule = (f"Adam lr {config.lr}" if config.optimizer == "adam" else
-            f"SGD lr {config.lr} momentum {config.momentum}")
+    state, printed = init_state(config, train_set, keys.init, params)
+    report.say(printed)
     report.say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / "
-               f"{len(test_set)} test, from {train_set.source}); "
-               f"{cli.plural(config.epochs, 'epoch')} of batch {config.batch_size}; {rule}")
+               f"{len(test_set)} test, from {train_set.source}); {settings_text(config)}")
     state, history = train_network(config, state, train_set, test_set, keys, report)
     tested = evaluate(state, test_set, report)
     return report_results(config, report, train_set, history, tested)

@@ -27,8 +27,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from typing import NamedTuple
 
 from experiments import cli
+from jaxnets import optim
+from jaxnets.options import TrainOptions
 
 # What seed 000 itself states (it prints no accuracy): "about 70%" on MNIST for its SGD loop,
 # "above 95%" with a better optimizer (its Adam version).
@@ -48,35 +51,22 @@ class Config:
     dataset: str | None = cli.arg(None, "dataset (default: mnist, falling back to a local "
                                         "Fashion-MNIST with a notice when MNIST is unavailable)",
                                   choices=("mnist", "fashion_mnist"))
-    data_dir: str | None = cli.arg(None, "folder with the IDX files (raw or .gz)")
+    data_dir: str | None = cli.arg(None, "folder with the IDX files (raw or .gz)",
+                                   may_differ=True)
     optimizer: str = cli.arg("sgd", "sgd: the seed's hand-written update; adam: the seed's Adam "
-                                    "version", choices=("sgd", "adam"))
+                                    "version", choices=optim.CHOICES)
     zero_grad: bool = cli.arg(False, "sgd only: zero the gradient each step (textbook SGD; the "
                                      "seed does not)")
-    steps: int = cli.arg(2000, "iterations")
+    steps: int = cli.arg(2000, "iterations", may_differ=True)
     batch_size: int = cli.arg(100, "batch size")
     lr: float = cli.arg(1e-3, "learning rate")
+    hidden: int = cli.arg(200, "hidden units (the seed's w1 = torch.randn(784, 200))")
     seed: int = cli.seed()
-    out: str = cli.out("mnist")
-    progress: bool = cli.progress()
-    checkpoint_dir: str | None = cli.checkpoint_dir()
-    resume: bool = cli.resume()
-    checkpoint_every: int = cli.checkpoint_every(1000)
-    keep_checkpoints: int = cli.keep_checkpoints()
-    devices: int = cli.devices()
-    quiet: bool = cli.quiet()
-    coordinator: str | None = cli.coordinator()
-    num_processes: int | None = cli.num_processes()
-    process_id: int | None = cli.process_id()
-    # Added for TensorBoard: events beside metrics.json (they change no result).
-    tensorboard: str | None = cli.arg(None, "also write TensorBoard events into this folder "
-                                            "(loss, test accuracy)", metavar="DIR")
+    options: TrainOptions = TrainOptions(out="runs/mnist")
 
     def __post_init__(self):
         cli.check_fields(self)
-        cli.check_positive(self, "steps", "batch_size", "lr")
-        cli.check_devices(self)
-        cli.check_checkpoint(self)
+        cli.check_positive(self, "steps", "batch_size", "lr", "hidden")
 
 
 if __name__ == "__main__":
@@ -87,8 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import aot, checkpoint, optim, plots, train
-from jaxnets import data as D
+from jaxnets import aot, data, plots, train
 from jaxnets.data.tfds_source import MIRROR_ENV
 from jaxnets.errors import DataUnavailable
 from jaxnets.models import SeedMLP
@@ -96,28 +85,33 @@ from jaxnets.models import SeedMLP
 
 def preprocess(images: jax.Array) -> jax.Array:
     """Seed 000: `x = train_data[rid].float().flatten(start_dim=1); x /= x.max()`."""
-    return D.divide_by_batch_max(D.flatten(images))
+    return data.divide_by_batch_max(data.flatten(images))
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """The seed's Adam, its never-zeroed SGD (`seed_sgd`), or textbook SGD with --zero-grad."""
-    if config.optimizer == "adam":
-        return optim.by_name("adam", config.lr)
-    return optim.by_name("sgd" if config.zero_grad else "seed_sgd", config.lr)
+    """The optimizer chosen by name. The seed's SGD never zeroes `.grad`, so each step subtracts
+    lr * (the sum of all gradients so far): SGD with momentum 1 (`optim.seed_sgd`, the same
+    bits); --zero-grad zeroes it, momentum 0. Adam takes no momentum."""
+    return optim.from_settings(config.optimizer, config.lr, momentum=seed_momentum(config))
 
 
-def load_data(config: Config) -> tuple[D.Dataset, D.Dataset, str | None]:
+def seed_momentum(config: Config) -> float:
+    """SGD's momentum: 1 for the seed's never-zeroed `.grad`, 0 with --zero-grad."""
+    return 0.0 if config.zero_grad else 1.0
+
+
+def load_data(config: Config) -> tuple[data.Dataset, data.Dataset, str | None]:
     """Train and test splits, and a notice when falling back from MNIST to Fashion-MNIST."""
     try:
-        return (D.load(config.dataset or "mnist", "train", config.data_dir),
-                D.load(config.dataset or "mnist", "test", config.data_dir), None)
+        return (data.load(config.dataset or "mnist", "train", config.data_dir),
+                data.load(config.dataset or "mnist", "test", config.data_dir), None)
     except DataUnavailable as e:
         # Only the default (no --dataset) falls back; an explicit --dataset mnist does not.
         if not (config.dataset is None and config.data_dir is None):
             raise
         try:
-            train_set = D.load("fashion_mnist", "train", download=False)
-            test_set = D.load("fashion_mnist", "test", download=False)
+            train_set = data.load("fashion_mnist", "train", download=False)
+            test_set = data.load("fashion_mnist", "test", download=False)
         except DataUnavailable:
             raise e from None
         return train_set, test_set, fallback_notice(e, train_set.source)
@@ -146,26 +140,14 @@ def train_step(apply_fn):
     return train.make_train_step(train.classification_loss(apply_fn, preprocess))
 
 
-# Settings that may change on resume without changing the result.
-MAY_DIFFER = cli.RUN_OPTIONS + ("tensorboard", "steps")
-
-
-def checkpoints(config: Config) -> checkpoint.Checkpoints:
-    """The run's checkpoints (off without checkpoint_dir)."""
-    return checkpoint.Checkpoints(config.checkpoint_dir, every=config.checkpoint_every,
-                                  keep=config.keep_checkpoints, resume=config.resume,
-                                  config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
-                                  name="experiments.mnist")
-
-
-def sampler(config: Config, n: int, data_key: jax.Array) -> D.ReplacementSampler:
+def sampler(config: Config, n: int, data_key: jax.Array) -> data.ReplacementSampler:
     """Seed 000's batches: `np.random.randint(0, n, size=batch_size)` each step, as a pure
     function of (data_key, step)."""
-    return D.ReplacementSampler(n, config.batch_size, data_key)
+    return data.ReplacementSampler(n, config.batch_size, data_key)
 
 
 def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train.TrainState:
-    model, tx = SeedMLP(), make_optimizer(config)
+    model, tx = SeedMLP(hidden=config.hidden), make_optimizer(config)
 
     # One compiled program: op by op, Flax's init (draws, scaling, the forward pass) and the
     # optimizer's zeros compiled 14 small programs (~2.5 s of a cold start). `aot.once`: it runs
@@ -176,6 +158,25 @@ def init_state(config: Config, key: jax.Array, num_features: int = 784) -> train
         return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     return init(key)
+
+
+class Start(NamedTuple):
+    """Where a run starts: its keys, its initial state, its batches."""
+
+    keys: train.Keys
+    state: train.TrainState
+    sampler: data.ReplacementSampler
+
+
+def start(config: Config, train_set: data.Dataset,
+          state: train.TrainState | None = None) -> Start:
+    """The run's start, from its seed: `w1 = torch.randn(784, 200); w2 = torch.randn(200, 10)`
+    and the optimizer (or the given `state`), and the batches. The report gives PyTorch the
+    same start from here."""
+    keys = train.split_keys(config.seed)
+    if state is None:
+        state = init_state(config, keys.init, int(np.prod(train_set.images.shape[1:])))
+    return Start(keys, state, sampler(config, len(train_set), keys.data))
 
 
 def first_snippet(state: train.TrainState, init_key: jax.Array) -> str:
@@ -193,27 +194,28 @@ def first_snippet(state: train.TrainState, init_key: jax.Array) -> str:
     return f"x = randn(784); nn(x, w1, w2) before training:\n{values}"
 
 
-def describe(config: Config, train_set: D.Dataset, test_set: D.Dataset) -> str:
-    """The run's header: the data, the update rule (the seed's quirk said plainly), the steps."""
-    rule = ("Adam" if config.optimizer == "adam" else
-            "SGD, .grad zeroed each step (--zero-grad)" if config.zero_grad else
-            "SGD as the seed wrote it: .grad is never zeroed, so each step subtracts "
-            "lr * (sum of all gradients so far); --zero-grad for textbook SGD")
+def header(config: Config, train_set: data.Dataset, test_set: data.Dataset) -> str:
+    """The run's first line: the data, the update rule (the seed's quirk said plainly), the
+    steps."""
+    rule = optim.label(config.optimizer, config.lr, momentum=seed_momentum(config))
+    if optim.takes(config.optimizer, "momentum"):
+        rule += (": .grad zeroed each step (--zero-grad)" if config.zero_grad else
+                 ": as the seed wrote it, .grad is never zeroed, so each step subtracts lr * "
+                 "(sum of all gradients so far); --zero-grad for textbook SGD")
     return (f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
             f"{train_set.source}); optimizer: {rule}; {cli.plural(config.steps, 'step')} of "
-            f"{config.batch_size}, lr {config.lr}")
+            f"{config.batch_size}")
 
 
-def train_network(config: Config, state: train.TrainState, train_set: D.Dataset,
-                  keys: train.Keys, report: cli.Reporter):
+def train_network(config: Config, begin: Start, train_set: data.Dataset,
+                  report: cli.Reporter):
     """Seed 000's loop: `steps` updates on batches drawn with replacement. Returns (state,
     History)."""
     return train.run_training(
-        state, train_step(state.apply_fn), {"image": train_set.images, "label": train_set.labels},
-        sampler(config, len(train_set), keys.data), config.steps, keys,
-        checkpoints=checkpoints(config), chunk_size=min(config.steps, 1000), unroll=UNROLL,
-        devices=config.devices, progress=config.progress and not config.quiet,
-        desc=f"mnist/{config.optimizer}", report=report.say)
+        begin.state, train_step(begin.state.apply_fn),
+        {"image": train_set.images, "label": train_set.labels}, begin.sampler, config.steps,
+        begin.keys, config.options, config=config, name="experiments.mnist",
+        chunk_size=min(config.steps, 1000), unroll=UNROLL, report=report.say)
 
 
 def write_tensorboard(logdir: str, losses, accuracy: float, step: int) -> None:
@@ -225,7 +227,7 @@ def write_tensorboard(logdir: str, losses, accuracy: float, step: int) -> None:
         tb.scalar("test/accuracy", accuracy, step)
 
 
-def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, history,
+def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset, history,
                    accuracy: float, notice: str | None) -> dict:
     """metrics.json, the loss plot, TensorBoard events if asked, and the tutorial's figure next
     to ours."""
@@ -239,14 +241,15 @@ def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, h
         "compile_seconds": history.compile_seconds, "train_seconds": history.train_seconds,
         "tutorial_accuracy": TUTORIAL_ACCURACY[config.optimizer], "notice": notice,
     }
-    if config.tensorboard:
-        write_tensorboard(config.tensorboard, losses, accuracy, config.steps)
-    os.makedirs(config.out, exist_ok=True)
-    plot = plots.loss_curve(losses, os.path.join(config.out, "loss_curve.png"),
+    out = config.options.out
+    if config.options.tensorboard:
+        write_tensorboard(config.options.tensorboard, losses, accuracy, config.steps)
+    os.makedirs(out, exist_ok=True)
+    plot = plots.loss_curve(losses, os.path.join(out, "loss_curve.png"),
                             title=f"Classifying {train_set.name} using a neural network "
                                   f"({config.optimizer})", xlabel="time (step)", ylabel="Loss")
     metrics["plots"] = [plot]
-    path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    path = cli.write_json(os.path.join(out, "metrics.json"), metrics)
     # The seed prints its whole loss list; ours is in metrics.json.
     report.say(f"the loss of every step ({len(losses):,} values, the list the seed prints): "
                f'{path}, "losses"')
@@ -262,7 +265,7 @@ def report_results(config: Config, report: cli.Reporter, train_set: D.Dataset, h
     return metrics
 
 
-def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
+def run(config: Config, data: tuple[data.Dataset, data.Dataset] | None = None,
         state: train.TrainState | None = None) -> dict:
     """Train and evaluate; returns the metrics written to metrics.json.
 
@@ -271,16 +274,14 @@ def run(config: Config, data: tuple[D.Dataset, D.Dataset] | None = None,
       data: (train, test) datasets; loaded through the data layer when None.
       state: a starting state (tests pass PyTorch's initial weights); built from the seed if None.
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     train_set, test_set, notice = load_data(config) if data is None else (*data, None)
     if notice:
         report.notice(notice)
-    keys = train.split_keys(config.seed)
-    if state is None:  # w1 = torch.randn(784, 200); w2 = torch.randn(200, 10); the optimizer
-        state = init_state(config, keys.init, int(np.prod(train_set.images.shape[1:])))
-    report.say(first_snippet(state, keys.init))  # x = torch.randn(784); print(nn(x, w1, w2))
-    report.say(describe(config, train_set, test_set))
-    state, history = train_network(config, state, train_set, keys, report)
+    begin = start(config, train_set, state)  # w1 = torch.randn(784, 200); w2 = ...; optimizer
+    report.say(first_snippet(begin.state, begin.keys.init))  # x = torch.randn(784); nn(x, w1, w2)
+    report.say(header(config, train_set, test_set))
+    state, history = train_network(config, begin, train_set, report)
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
     return report_results(config, report, train_set, history, test["accuracy"], notice)
 

@@ -36,6 +36,7 @@ import sys
 import time
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 def final_feature_size(size: int) -> int:
@@ -61,9 +62,7 @@ class Config:
                                       "the file with --weights)")
     export: str | None = cli.arg(None, "write the state_dict after the step to this "
                                        ".safetensors file")
-    out: str = cli.out("resnet_step")
-    progress: bool = cli.progress()
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/resnet_step")
 
     def __post_init__(self):
         cli.check_positive(self, "size", "batch_size", "num_classes", "lr")
@@ -185,7 +184,7 @@ def run(config: Config) -> dict:
     Returns:
       the metrics written to metrics.json.
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     say = report.say
     init_key, _, step_key = run_keys(config.seed)
     model = resnet.ResNet18(config.num_classes)
@@ -210,8 +209,8 @@ def run(config: Config) -> dict:
         "batchnorm_mode": "train", "num_params": num_params, **step,
         "export": export(config, state, batches_tracked) if config.export else None,
     }
-    os.makedirs(config.out, exist_ok=True)
-    path = cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    os.makedirs(config.options.out, exist_ok=True)
+    path = cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     say(f"loss before the step: {step['loss_before']:.6f}")
     say(f"loss after the step:  {step['loss_after']:.6f}  (training-mode BatchNorm, same data)")
     report.compare([

@@ -25,6 +25,7 @@ import os
 import sys
 
 from experiments import cli
+from jaxnets.options import RunOptions, settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +37,7 @@ class Config:
     adam_epochs: int = cli.arg(2000, "epochs of Adam on the raw t_u")
     adam_lr: float = cli.arg(1e-1, "Adam's learning rate")
     delta: float = cli.arg(0.1, "finite-difference step")
-    out: str = cli.out("thermometer")
-    progress: bool = cli.progress()
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/thermometer")
 
     def __post_init__(self):
         cli.check_positive(self, "epochs", "norm_epochs", "adam_epochs", "lr", "norm_lr",
@@ -230,8 +229,8 @@ def write_plots(config: Config, t_u, t_c, history, fits: dict) -> list[str]:
             {"optax.adam": fits["adam"]["loss"]},
     }
     return [fit_plot(t_u, t_c, np.asarray(fits["normalized"]["params"]), 0.1,
-                     os.path.join(config.out, "fit.png")),
-            plots.loss_panels(panels, os.path.join(config.out, "loss_curve.png"),
+                     os.path.join(config.options.out, "fit.png")),
+            plots.loss_panels(panels, os.path.join(config.options.out, "loss_curve.png"),
                               title="thermometer fits: loss before each epoch's update",
                               xlabel="epoch", logy=True)]
 
@@ -279,7 +278,7 @@ def run(config: Config) -> dict:
     Returns:
       metrics.json's content (arrays as jax/numpy arrays).
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     say = report.say
     t_c, t_u = thermo.data()
     say("[thermometer] seed 003: t_c = w * t_u + b on 11 readings, float32")
@@ -291,7 +290,7 @@ def run(config: Config) -> dict:
     fits = book_fits(config, t_u, t_c, say)
 
     metrics = {
-        "experiment": "thermometer", "config": dataclasses.asdict(config),
+        "experiment": "thermometer", "config": settings(config),
         "initial_loss": first["initial_loss"], "rate_of_change": step["rate_of_change"],
         "one_step_w_b": step["one_step_w_b"], "grad_fn": first["grad_fn"], "autograd_grad": auto,
         "loop": {"params": params, "loss": history.loss, "params_history": history.params,
@@ -299,15 +298,15 @@ def run(config: Config) -> dict:
         **fits, "tutorial": TUTORIAL, "reference": REFERENCE,
         "rate_of_change_b_at_w1": step["rate_of_change_b_at_w1"],
     }
-    os.makedirs(config.out, exist_ok=True)
+    os.makedirs(config.options.out, exist_ok=True)
     metrics["plots"] = write_plots(config, t_u, t_c, history, fits)
-    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     say("")
     report.compare(comparison_rows(config, metrics),
                    title="seed 003 vs. jaxnets (float32; the seed and the book print 6 "
                          "decimals, half a unit of which is 2 ulps near 2.93)")
     report.say(f"(book): {_BOOK}")
-    report.wrote(os.path.join(config.out, "metrics.json"), *metrics["plots"])
+    report.wrote(os.path.join(config.options.out, "metrics.json"), *metrics["plots"])
     return metrics
 
 

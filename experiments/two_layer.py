@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 
 from experiments import cli
+from jaxnets.options import RunOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +46,7 @@ class Config:
     epochs: int = cli.arg(20, "epochs")
     lr: float = cli.arg(1e-6, "learning rate")
     seed: int = cli.seed()
-    out: str = cli.out("two_layer")
-    progress: bool = cli.progress()
-    quiet: bool = cli.quiet()
+    options: RunOptions = RunOptions(out="runs/two_layer")
 
     def __post_init__(self):
         cli.check_positive(self, "batch_n", "input_data", "hidden_layer", "output_data", "epochs",
@@ -233,7 +232,7 @@ def write_plot(config: Config, curves: dict, rel: dict) -> str:
     lines = {"manual (the seed's clamp_ backward)": curves["manual"],
              f"{', '.join(SAME_START)} (max rel. diff {same:.1e})": curves["autograd"],
              "sequential, PyTorch init": curves["sequential_torch_init"]}
-    return plots.loss_curve(lines, os.path.join(config.out, "loss_curves.png"),
+    return plots.loss_curve(lines, os.path.join(config.options.out, "loss_curves.png"),
                             title="Seed 002's two-layer net: sum of squared errors",
                             xlabel="epoch (numbered from 0, as the seed prints)", ylabel="loss",
                             logy=True, first=0)
@@ -269,7 +268,7 @@ def run(config: Config, data: dict | None = None) -> dict:
       config: the run's settings.
       data: {'x', 'y', 'w1', 'w2'} to start from (tests pass PyTorch's); drawn from the seed if None.
     """
-    report = cli.Reporter(config.quiet)
+    report = cli.Reporter(config.options.quiet)
     say = report.say
     data_key, init_key = jax.random.split(jax.random.key(config.seed))
     start = make_data(config, data_key) if data is None else {
@@ -286,13 +285,13 @@ def run(config: Config, data: dict | None = None) -> dict:
         "losses": curves, "max_rel_diff_from_autograd": rel,
         "hand_written_grad_rel_diff": gradient_check(start), "sequential_structure": structure,
     }
-    os.makedirs(config.out, exist_ok=True)
+    os.makedirs(config.options.out, exist_ok=True)
     metrics["plots"] = [write_plot(config, curves, rel)]
-    cli.write_json(os.path.join(config.out, "metrics.json"), metrics)
+    cli.write_json(os.path.join(config.options.out, "metrics.json"), metrics)
     say("print(model) for the Sequential version:")
     say(structure)
     report.compare(comparison_rows(metrics))
-    report.wrote(os.path.join(config.out, "metrics.json"), metrics["plots"][0])
+    report.wrote(os.path.join(config.options.out, "metrics.json"), metrics["plots"][0])
     return metrics
 
 

@@ -1,11 +1,10 @@
 """Checkpoints and resume (orbax), and the PyTorch state_dict exchange (safetensors).
 
-The training driver uses them (see `jaxnets.train.run_training`):
+The training driver makes them from a run's options (see `jaxnets.train.run_training`):
 
     ckpt = checkpoint.Checkpoints(directory, every=1000, keep=3, resume=True,
-                                  config=dataclasses.asdict(config), may_differ={"out"},
+                                  config=settings, may_differ={"out"},
                                   name="mnist")          # directory None: checkpoints off
-    state, history = train.run_training(..., checkpoints=ckpt)
 
 A checkpoint is one step folder written by orbax's `CheckpointManager` (atomic: a step appears
 only once fully written; async: writes overlap training; the last `keep` are kept) with three

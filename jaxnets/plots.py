@@ -162,9 +162,12 @@ def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: fl
     return grid
 
 
-def image_grid(images: np.ndarray, path: str, labels: Sequence[str] | None = None,
+def image_grid(images: np.ndarray, path: str,
+               labels: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                nrow: int = 8, title: str | None = None) -> str:
-    """Save images (NHWC, float in [0, 1] or uint8) as one grid, with optional captions."""
+    """Save images (NHWC, float in [0, 1] or uint8) as one grid, with optional captions: one
+    label per image, or {row name: labels} for several rows (`GroundTruth:` and `Predicted:`
+    lines, as the blitz prints them)."""
     plt = _pyplot()
     images = np.asarray(images)
     if images.dtype != np.uint8:
@@ -175,7 +178,11 @@ def image_grid(images: np.ndarray, path: str, labels: Sequence[str] | None = Non
               cmap="gray" if grid.shape[-1] == 1 else None)
     ax.axis("off")
     if labels is not None:
-        ax.set_title(" ".join(f"{s:5s}" for s in labels), fontsize=9, family="monospace")
+        rows = labels if isinstance(labels, Mapping) else {"": labels}
+        width = max(len(name) for name in rows)
+        lines = [(f"{name + ':':<{width + 1}} " if name else "") + " ".join(f"{s:5s}" for s in row)
+                 for name, row in rows.items()]
+        ax.set_title("\n".join(lines), fontsize=9, family="monospace")
     elif title:
         ax.set_title(title)
     return _save(fig, path)

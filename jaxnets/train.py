@@ -35,18 +35,20 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.errors
 import optax
 from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from jaxnets import aot, losses, parallel
+from jaxnets import aot, checkpoint, losses, parallel
+from jaxnets import options as run_options
 from jaxnets.data.batching import gather, to_device
 from jaxnets.errors import ConfigError, DataError, JaxnetsWarning
+from jaxnets.options import TrainOptions
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
@@ -421,13 +423,12 @@ def run_training(
     sampler,
     num_steps: int,
     keys: Keys,
+    options: TrainOptions | None = None,
     *,
-    checkpoints: Any = None,
+    config: Any = None,
+    name: str = "train",
     chunk_size: int = 1000,
     unroll: int = 1,
-    devices: int = 1,
-    progress: bool = True,
-    desc: str = "train",
     on_chunk: Callable[[TrainState, History], None] | None = None,
     report: Callable[[str], None] | None = None,
     warn: Callable[[str], None] = _warn,
@@ -440,18 +441,22 @@ def run_training(
         reused across runs.
       data: the training arrays, e.g. {'image': uint8[N,...], 'label': int32[N]} (host or
         device); placed on the device(s) here.
-      sampler: batch indices for global steps (`EpochSampler`, `ReplacementSampler`), built
-        from `keys.data`.
+      sampler: batch indices for global steps and its `batch_size` (`EpochSampler`,
+        `ReplacementSampler`), built from `keys.data`.
       num_steps: total steps of the run (not steps left).
       keys: `split_keys(seed)`; step t trains with fold_in(keys.train, t).
-      checkpoints: a `jaxnets.checkpoint.Checkpoints` (None or a disabled one: no checkpoints).
-        With resume, the state, key, history and logs come from its latest step; it refuses a
-        checkpoint of other data or of more steps than `num_steps`.
+      options: the run's `TrainOptions` (None: its defaults): the progress bar, the devices
+        (data parallel over `devices`; the batch size must divide by it) and the checkpoints
+        (in `checkpoint_dir`, every `checkpoint_every` steps or at the end of every chunk, the
+        latest `keep_checkpoints` kept; with `resume`, the state, key, history and logs come
+        from the latest one, which must be of this data and of at most `num_steps` steps).
+      config: the run's settings (a Config dataclass, its options included, or a mapping),
+        saved with each checkpoint; a resume whose settings differ is refused, except in the
+        fields marked `jaxnets.options.MAY_DIFFER`.
+      name: what trains (the experiment): the progress bar's label, and the checkpoints'
+        writer (a resume by another is refused).
       chunk_size: steps per compiled call, shortened so chunks end on checkpoint steps.
       unroll: steps per iteration of the compiled loop (`make_run_steps`).
-      devices: data parallel over this many devices (`jaxnets.parallel`); the batch size must
-        be a multiple of it (ConfigError otherwise).
-      progress: show a tqdm bar. desc: its label.
       on_chunk: called after each chunk with (state, history), before that chunk's checkpoint
         is saved, e.g. to print running losses or `history.log` per-epoch results.
       report: called with the checkpoint status line before training (e.g. `print`).
@@ -465,16 +470,20 @@ def run_training(
     SIGINT/SIGTERM stop the run after the current chunk, once the pending checkpoint write has
     landed (KeyboardInterrupt / SystemExit(143)).
     """
+    options = TrainOptions(out=os.curdir) if options is None else options  # (out: unused here)
     check_batch_keys(data, getattr(train_step, "batch_keys", ()))
-    mesh = parallel.make_mesh(devices) if devices != 1 else None
+    mesh = parallel.make_mesh(options.devices) if options.devices != 1 else None
     run_steps = make_run_steps(train_step, mesh, unroll)
     key = keys.train
     history = History()
-    enabled = checkpoints is not None and checkpoints.enabled
+    checkpoints = checkpoint.Checkpoints(
+        options.checkpoint_dir, every=options.checkpoint_every or chunk_size,
+        keep=options.keep_checkpoints, resume=options.resume, config=run_options.settings(config),
+        may_differ=run_options.may_differ(config), name=name)
+    enabled = checkpoints.enabled
     if enabled:
         chunk_size = checkpoints.chunk_size(chunk_size)
-    if getattr(sampler, "batch_size", None) is not None:
-        check_batch_fits(data, sampler.batch_size, min(chunk_size, num_steps))
+    check_batch_fits(data, sampler.batch_size, min(chunk_size, num_steps))
     if enabled:
         data_id = fingerprint(data)
         restored = checkpoints.restore(state, key, data_fingerprint=data_id, num_steps=num_steps)
@@ -515,8 +524,8 @@ def run_training(
     try:
         with _Interrupt() as interrupt:
             state = _loop(state, run_steps, data, sampler, num_steps, key, history,
-                          chunk_size=chunk_size, progress=progress, desc=desc, mesh=mesh,
-                          after_chunk=after_chunk, interrupt=interrupt)
+                          chunk_size=chunk_size, progress=options.show_progress, desc=name,
+                          mesh=mesh, after_chunk=after_chunk, interrupt=interrupt)
             if enabled:
                 checkpoints.save(state, key, history.metrics, history.logs,
                                  data_fingerprint=data_id, force=True)

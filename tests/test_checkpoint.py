@@ -24,39 +24,42 @@ from jaxnets import checkpoint, train
 from jaxnets import data as D
 from jaxnets.errors import CheckpointError, ConfigError
 from jaxnets.models import SeedMLP
+from jaxnets.options import MAY_DIFFER, TrainOptions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Settings:
     lr: float = 0.01
     batch_size: int = 8
     seed: int = 0
-    steps: int = 60
+    steps: int = dataclasses.field(default=60, metadata={MAY_DIFFER: True})  # a longer run
     hidden: int = 16
-    out: str = "runs/x"
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    checkpoint_every: int = 20
-    keep_checkpoints: int = 3
+    options: TrainOptions = TrainOptions(out="runs/x", checkpoint_every=20)
+
+
+def _split(kw: dict) -> tuple[dict, dict]:
+    own = {k: v for k, v in kw.items() if k in Settings.__dataclass_fields__}
+    return own, {k: v for k, v in kw.items() if k not in own}
+
+
+def Config(**kw) -> Settings:
+    """Settings, its run options named among its own fields (the tests' shorthand)."""
+    own, options = _split(kw)
+    return Settings(**own, options=dataclasses.replace(Settings().options, **options))
+
+
+def _replace(config: Settings, **kw) -> Settings:
+    own, options = _split(kw)
+    return dataclasses.replace(config, **own,
+                               options=dataclasses.replace(config.options, **options))
 
 
 def _data(n: int = 64):
     rng = np.random.default_rng(0)
     return {"image": rng.normal(size=(n, 12)).astype(np.float32),
             "label": rng.integers(0, 10, n).astype(np.int32)}
-
-
-# Settings that may change on resume (the experiments declare theirs the same way).
-MAY_DIFFER = ("out", "checkpoint_dir", "resume", "checkpoint_every", "keep_checkpoints", "steps")
-
-
-def _checkpoints(config: Config) -> checkpoint.Checkpoints:
-    return checkpoint.Checkpoints(config.checkpoint_dir, every=config.checkpoint_every,
-                                  keep=config.keep_checkpoints, resume=config.resume,
-                                  config=dataclasses.asdict(config), may_differ=MAY_DIFFER,
-                                  name="tests.checkpoint")
 
 
 @functools.lru_cache
@@ -80,10 +83,11 @@ def _start(config: Config, hidden: int | None = None):
 def _train(config: Config, steps: int, hidden: int | None = None, data=None):
     """A run through the training driver; returns (state, checkpoints, history)."""
     state, step, sampler, keys = _start(config, hidden)
-    ckpt = _checkpoints(config)
+    options = dataclasses.replace(config.options, progress=False)
     state, history = train.run_training(state, step, _data() if data is None else data, sampler,
-                                        steps, keys, checkpoints=ckpt, progress=False)
-    return state, ckpt, history
+                                        steps, keys, options, config=config,
+                                        name="tests.checkpoint")
+    return state, None, history
 
 
 def _tree(state) -> dict:
@@ -127,7 +131,7 @@ def test_resume_in_process_is_bit_identical(tmp_path):
     first, _, _ = _train(cut, 40)
     assert int(first.step) == 40
     # A new run starts from a fresh state: the checkpoint supplies everything.
-    resumed, _, history = _train(dataclasses.replace(cut, resume=True), 60)
+    resumed, _, history = _train(_replace(cut, resume=True), 60)
     assert history.resumed_step == 40 and "resumed" in history.status
     _assert_identical(resumed, ref)
     # The full loss history survives the resume, equal to the uninterrupted run's.
@@ -149,12 +153,13 @@ def test_logs_are_restored(tmp_path):
     def run(config, steps):
         state, step, sampler, keys = _start(config)
         return train.run_training(state, step, _data(), sampler, steps, keys,
-                                  checkpoints=_checkpoints(config), chunk_size=10,
-                                  progress=False, on_chunk=lambda s, h: h.log(
+                                  dataclasses.replace(config.options, progress=False),
+                                  config=config, name="tests.checkpoint", chunk_size=10,
+                                  on_chunk=lambda s, h: h.log(
                                       "chunks", {"step": int(s.step), "x": 0.1 + int(s.step)}))
 
     run(config, 40)
-    _, history = run(dataclasses.replace(config, resume=True), 60)
+    _, history = run(_replace(config, resume=True), 60)
     assert history.logs["chunks"] == [{"step": t, "x": 0.1 + t} for t in range(10, 61, 10)]
 
 
@@ -182,9 +187,9 @@ def test_config_mismatch_is_an_error_allowed_difference_is_reported(at_40, tmp_p
     shutil.copytree(at_40, tmp_path / "c")
     before = _snapshot(tmp_path / "c")
     with pytest.raises(CheckpointError, match=r"other settings \(lr 0.01 -> 0.02\)"):
-        _train(dataclasses.replace(config, lr=0.02, resume=True), 60)
+        _train(_replace(config, lr=0.02, resume=True), 60)
     assert _snapshot(tmp_path / "c") == before
-    _, _, history = _train(dataclasses.replace(config, out="elsewhere", resume=True), 40)
+    _, _, history = _train(_replace(config, out="elsewhere", resume=True), 40)
     assert "ignored differences: " in history.status
     assert "out 'runs/x' -> 'elsewhere'" in history.status
     assert _snapshot(tmp_path / "c") == before  # already at step 40: nothing new to save
@@ -222,7 +227,7 @@ def test_different_model_is_an_error_and_untouched(at_40, tmp_path):
     # Same config, different code: the model's shapes no longer match the saved arrays.
     with pytest.raises(CheckpointError, match=r"different model: 'opt_state/0/trace/w1' is "
                                               r"float32\[12, 16\] there, float32\[12, 32\] here"):
-        _train(dataclasses.replace(config, resume=True), 60, hidden=32)
+        _train(_replace(config, resume=True), 60, hidden=32)
     assert _snapshot(tmp_path / "c") == before
 
 
@@ -255,7 +260,7 @@ def test_damaged_checkpoint_is_an_error_and_untouched(at_40, tmp_path, damage):
         match = "40: unreadable meta"
     before = _snapshot(tmp_path / "c")
     with pytest.raises(CheckpointError, match=match):
-        _train(dataclasses.replace(config, resume=True), 60)
+        _train(_replace(config, resume=True), 60)
     assert _snapshot(tmp_path / "c") == before
 
 
@@ -302,7 +307,7 @@ def test_random_bytes_and_bit_flips_in_the_data_files_are_caught(tmp_path):
                 f.seek(offset)
                 f.write(rng.integers(0, 256, arg, dtype=np.uint8).tobytes())
         try:
-            _, _, history = _train(dataclasses.replace(config, checkpoint_dir=directory,
+            _, _, history = _train(_replace(config, checkpoint_dir=directory,
                                                        resume=True), 60)
         except CheckpointError as e:
             assert "40" in str(e) and "delete that step folder" in str(e), (target, kind, e)
@@ -334,13 +339,20 @@ def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path):
 
 
 def test_bad_options():
+    with pytest.raises(ConfigError, match="needs checkpoint_dir") as info:
+        Config(resume=True)
+    assert info.value.param == "resume"
+    with pytest.raises(ConfigError, match="must be at least 1, got 0") as info:
+        Config(checkpoint_dir="x", checkpoint_every=0)
+    assert info.value.param == "checkpoint_every"
+    # (the library's own checks, for a caller that builds Checkpoints itself)
     with pytest.raises(ConfigError, match="resume needs a checkpoint folder") as info:
-        _checkpoints(Config(resume=True))
+        checkpoint.Checkpoints(None, resume=True)
     assert info.value.param == "checkpoint_dir"
     with pytest.raises(ConfigError, match="interval") as info:
-        _checkpoints(Config(checkpoint_dir="x", checkpoint_every=0))
+        checkpoint.Checkpoints("x", every=0)
     assert info.value.param == "checkpoint_every"
-    disabled = _checkpoints(Config())
+    disabled = checkpoint.Checkpoints(None)
     assert not disabled.enabled and disabled.chunk_size(1000) == 1000
 
 

@@ -17,11 +17,12 @@ from loopback import serve
 from safetensors.torch import load_file
 
 from experiments import cifar10
-from experiments import pytorch_reference as ref
 from jaxnets import data as D
 from jaxnets import torch_io, train
 from jaxnets.data import cifar
 from jaxnets.errors import ConfigError
+from jaxnets.options import TrainOptions
+from reference import seeds as ref
 
 # 5 training files x 40 images, 1 test file x 40: 50 steps of 4 per epoch.
 N_FILE, N_TEST, STEPS_PER_EPOCH = 40, 40, 50
@@ -57,10 +58,11 @@ def cifar_dir(tmp_path_factory) -> str:
 
 
 def config(cifar_dir: str, out: str, **kw) -> cifar10.Config:
+    """The test run's Config; `kw` may name run options (checkpoint_dir, ...) among its fields."""
     # lr 0.01 instead of 0.001 so 150 steps on this small set learn something measurable.
-    kw = {"data_dir": cifar_dir, "epochs": 3, "lr": 0.01, "print_every": 20, "out": out,
-          "progress": False, **kw}
-    return cifar10.Config(**kw)
+    options = {k: kw.pop(k) for k in list(kw) if k in TrainOptions.__dataclass_fields__}
+    kw = {"data_dir": cifar_dir, "epochs": 3, "lr": 0.01, "print_every": 20, **kw}
+    return cifar10.Config(**kw, options=TrainOptions(out=out, progress=False, **options))
 
 
 def run_captured(cfg: cifar10.Config) -> tuple[dict, list[str]]:
@@ -258,8 +260,8 @@ def test_errors_are_one_line_and_exit_2(full_run, cifar_dir, tmp_path, capsys):
 def test_config_checks():
     with pytest.raises(ConfigError, match="momentum"):
         cifar10.Config(momentum=1.5)
-    with pytest.raises(ConfigError, match="resume: needs --checkpoint-dir") as info:
-        cifar10.Config(resume=True)
+    with pytest.raises(ConfigError, match="resume: needs checkpoint_dir") as info:
+        cifar10.Config(options=TrainOptions(out="x", resume=True))
     assert info.value.param == "resume"
     assert dataclasses.asdict(cifar10.Config())["batch_size"] == 4
 
@@ -305,7 +307,8 @@ def test_optimizer_flag_builds_that_rule(tmp_path):
     from jaxnets import optim
 
     for name, ref_tx in (("sgd", optim.sgd(1e-3, momentum=0.9)), ("adam", optim.adam(1e-3))):
-        state = cifar10.init_state(cifar10.Config(optimizer=name, out=str(tmp_path)),
+        state = cifar10.init_state(cifar10.Config(optimizer=name,
+                                                  options=TrainOptions(out=str(tmp_path))),
                                    jax.random.key(0))
         grads = jax.tree.map(jnp.ones_like, state.params)
         s, r = state.tx.init(state.params), ref_tx.init(state.params)

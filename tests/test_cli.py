@@ -8,17 +8,19 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import experiments
 from experiments import cli
 from jaxnets.errors import CheckpointError, ConfigError
+from jaxnets.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ["mnist", "cifar10", "linear_classifier", "lenet", "thermometer", "two_layer",
-               "resnet_step", "tensors", "autograd", "report", "custom_dataset", "lenet_nnx"]
+EXPERIMENTS = [*experiments.EXPERIMENTS, "report"]
 
 
 def _module(name):
@@ -28,11 +30,11 @@ def _module(name):
 def _bad_value(config_cls) -> tuple[list[str], str]:
     """A command line argparse rejects, and the start of its error: a word for the first
     number, else a name that is not one of the choices."""
-    for f in dataclasses.fields(config_cls):
+    for f, _ in cli.flag_fields(config_cls):
         kind = cli._field_type(f)[0]
         if kind in (int, float):
             return [cli.flag(f.name), "0.5x"], f"{cli.flag(f.name)}: invalid {kind.__name__} value"
-    for f in dataclasses.fields(config_cls):
+    for f, _ in cli.flag_fields(config_cls):
         if f.metadata.get("choices"):
             return [cli.flag(f.name), "nope"], f"{cli.flag(f.name)}: invalid choice: 'nope'"
     raise AssertionError(f"{config_cls}: no field to give a bad value")
@@ -43,13 +45,16 @@ def test_every_field_has_a_flag_and_every_flag_a_field(name):
     mod = _module(name)
     p = cli.parser(mod.Config, mod.__doc__)
     dests = {a.dest for a in p._actions if a.dest != "help"}
-    fields = {f.name for f in dataclasses.fields(mod.Config)}
+    run_options = cli.default_options(mod.Config)
+    fields = {f.name for f in dataclasses.fields(mod.Config)} - {"options"}
+    fields |= {f.name for f in dataclasses.fields(run_options)}  # flattened into flags
     assert dests == fields | {f.name for f in dataclasses.fields(cli.Common)}
     options = {a.dest: a.option_strings for a in p._actions}
-    for f in dataclasses.fields(mod.Config):
-        negated = f.default is True  # a bool that is on by default: --no-<name>
+    for f, default in cli.flag_fields(mod.Config):
+        negated = default is True  # a bool that is on by default: --no-<name>
         assert options[f.name] == [cli.flag(("no_" if negated else "") + f.name)], f.name
         assert f.metadata.get("help"), f"{name}: {f.name} has no help text"
+    assert run_options.out == f"runs/{name}"  # each experiment writes into its own folder
     # The defaults are the Config's: parsing nothing gives Config().
     config, common = cli.parse(mod.Config, mod.__doc__, [])
     assert config == mod.Config() and common == cli.Common()
@@ -72,10 +77,10 @@ def _field(config_cls, flag):
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
-    (["--devices", "3"], "--batch-size: 100 must be a multiple of --devices 3"),
-    (["--resume"], "--resume: needs --checkpoint-dir DIR"),
-    (["--coordinator", "h:1"], ("--coordinator: multi-host needs all of --coordinator, "
-                                "--num-processes and --process-id")),
+    (["--devices", "3"], "--batch-size: 100 must be a multiple of the 3 devices"),
+    (["--resume"], "--resume: needs --checkpoint-dir (the folder to resume from)"),
+    (["--coordinator", "h:1"], ("--coordinator: multi-host needs --num-processes and "
+                                "--process-id with the coordinator (all three, or none)")),
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
      "--process-id: must be in 0 .. 1, got 2"),
     (["--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
@@ -112,16 +117,12 @@ def test_flag_is_the_one_mapping():
 @dataclasses.dataclass(frozen=True)
 class Toy:
     steps: int = cli.arg(3, "steps")
-    checkpoint_dir: str | None = cli.arg(None, "folder")
-    quiet: bool = cli.quiet()
-    coordinator: str | None = cli.coordinator()
-    num_processes: int | None = cli.num_processes()
-    process_id: int | None = cli.process_id()
+    options: TrainOptions = TrainOptions(out=tempfile.mkdtemp(prefix="jaxnets-toy-"))
 
 
 def test_library_errors_read_with_flag_names(capsys):
     def run(config):
-        raise CheckpointError(f"{config.checkpoint_dir}: exists and is not a folder",
+        raise CheckpointError(f"{config.options.checkpoint_dir}: exists and is not a folder",
                               param="checkpoint_dir")
 
     assert cli.main(Toy, run, "toy", ["--checkpoint-dir", "f", "--no-compile-cache"]) == 2
@@ -167,10 +168,13 @@ def test_lenet_conv_impl_is_the_models_default_and_lists_the_choices():
     assert field.metadata["choices"] == layers.CONV_IMPLS
 
 
-def test_report_names_are_its_experiments():
+def test_the_list_of_experiments_is_every_module_but_the_harness():
     from experiments import report
 
-    assert tuple(report.EXPERIMENTS) == report.NAMES
+    modules = {p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
+    assert set(experiments.EXPERIMENTS) == modules - experiments.HARNESS
+    assert {"mnist", "cifar10", "tensors"} <= set(experiments.EXPERIMENTS)
+    assert cli.parser(report.Config, "").parse_args(["--only", "lenet_nnx"]).only == ["lenet_nnx"]
 
 
 def test_jaxnets_is_lazy_with_the_same_names():
@@ -299,4 +303,8 @@ def test_generated_help_reads_like_the_docstring():
     assert textwrap.dedent(mnist.__doc__).strip().splitlines()[2].strip() in text
     assert "--steps STEPS" in text and "(default 2000)" in text
     assert "--no-progress" in text and "--no-compile-cache" in text
-    assert "checkpoints:" in text and "devices:" in text
+    assert "checkpoints:" in text and "devices and hosts:" in text
+    # the experiment's own flags first, the run options in their own groups after them
+    flags = [text.index(f"\n  {flag}") for flag in ("--steps", "--out", "--checkpoint-dir",
+                                                     "--devices")]
+    assert flags[0] < text.index("\nrun options:") < flags[1] < flags[2] < flags[3]

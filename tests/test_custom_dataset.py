@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from experiments import custom_dataset as E
 from jaxnets import data as D
+from jaxnets.options import RunOptions
 
 
 class TorchMyDataset(Dataset):
@@ -30,7 +31,7 @@ class TorchMyDataset(Dataset):
 
 @pytest.fixture
 def files(tmp_path):
-    config = E.Config(examples=70, out=str(tmp_path / "out"))
+    config = E.Config(examples=70, options=RunOptions(out=str(tmp_path / "out")))
     return E.write_example_files(config, jax.random.key(5))
 
 
@@ -75,7 +76,8 @@ def test_example_files_read_back_exactly(files):
 
 def test_run_trains_on_the_dataset_like_full_arrays(tmp_path, files):
     """The materialized dataset feeds train.fit: its losses equal torch's on the same batches."""
-    config = E.Config(*files, batch_size=32, epochs=2, lr=1e-3, out=str(tmp_path / "o"))
+    config = E.Config(*files, batch_size=32, epochs=2, lr=1e-3,
+                      options=RunOptions(out=str(tmp_path / "o")))
     metrics = E.run(config)
     assert metrics["batch_shapes"] == [{"x": [32, 1000], "y": [32, 10]}] * 2 + [
         {"x": [6, 1000], "y": [6, 10]}]

@@ -11,10 +11,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from experiments import cifar10
-from experiments import pytorch_reference as ref
 from jaxnets import checkpoint, train
 from jaxnets import data as D
 from jaxnets.errors import CheckpointError
+from reference import seeds as ref
 
 TUTORIAL_KEYS = {  # Net().state_dict() of the CIFAR-10 tutorial: names and PyTorch shapes
     "conv1.weight": (6, 3, 5, 5), "conv1.bias": (6,), "conv2.weight": (16, 6, 5, 5),

@@ -252,9 +252,56 @@ def test_by_name_builds_each_optimizer_and_names_what_is_wrong():
     diffs = _step_by_step(optim.by_name("adam", 1e-2, b2=0.99),
                           lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.9, 0.99)))
     assert max(diffs) < 1e-6
-    with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, seed_sgd, adam, got 'rms'"):
+    with pytest.raises(ConfigError, match=r"^optimizer: must be one of sgd, adam, seed_sgd, "
+                                          r"got 'rms'$"):
         optim.by_name("rms", 0.1)
-    with pytest.raises(ConfigError, match=r"optimizer 'adam' does not take momentum"):
+    with pytest.raises(ConfigError, match=r"^optimizer: 'adam' does not take momentum$"):
         optim.by_name("adam", 0.1, momentum=0.9)
     with pytest.raises(ConfigError, match="learning_rate must be >= 0"):
         optim.by_name("seed_sgd", -1.0)
+
+
+def test_the_registry_names_each_rule_with_the_settings_it_takes():
+    """OPTIMIZERS declares what each rule takes (so --help and Config checks answer without jax);
+    the declaration must be the rule's own signature. The experiments offer CHOICES."""
+    import inspect
+
+    for name, entry in optim.OPTIMIZERS.items():
+        params = list(inspect.signature(getattr(optim.rules, name)).parameters)
+        assert params[0] == "learning_rate" and tuple(params[1:]) == entry.settings, name
+    assert set(optim.CHOICES) <= set(optim.OPTIMIZERS)
+    assert optim.takes("sgd", "momentum") and not optim.takes("adam", "momentum")
+    # from_settings leaves out what the choice does not take; label names what it took
+    assert optim.label("adam", 0.001, momentum=0.9) == "Adam lr 0.001"
+    assert optim.label("sgd", 0.001, momentum=0.9) == "SGD lr 0.001 momentum 0.9"
+    g = {"w": jnp.array([1.0, -2.0])}
+    for name in optim.CHOICES:
+        a, b = optim.from_settings(name, 0.1, momentum=0.5), optim.by_name(
+            name, 0.1, **({"momentum": 0.5} if optim.takes(name, "momentum") else {}))
+        np.testing.assert_array_equal(a.update(g, a.init(g))[0]["w"], b.update(g, b.init(g))[0]["w"])
+
+
+def test_seed_sgd_is_sgd_with_momentum_one_bit_for_bit():
+    """What experiments.mnist builds for the seed's never-zeroed SGD, by name."""
+    g = [{"w": jnp.array([0.3, -1.7, 2.9], jnp.float32) * (i + 1)} for i in range(5)]
+    params = {"w": jnp.array([0.1, 0.2, 0.3], jnp.float32)}
+
+    def steps(tx):
+        p, state = params, tx.init(params)
+        for grads in g:
+            updates, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        return np.asarray(p["w"])
+
+    np.testing.assert_array_equal(steps(optim.seed_sgd(1e-3)),
+                                  steps(optim.from_settings("sgd", 1e-3, momentum=1.0)))
+
+
+def test_the_registry_imports_without_jax():
+    import subprocess
+    import sys
+
+    code = ("import sys; from jaxnets import optim; assert 'jax' not in sys.modules; "
+            "assert optim.CHOICES == ('sgd', 'adam') and optim.takes('sgd', 'momentum'); "
+            "assert 'jax' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

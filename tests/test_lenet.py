@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from experiments import lenet as E
-from experiments import pytorch_reference
 from jaxnets import losses, torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import LeNet
+from jaxnets.options import RunOptions
+from reference import seeds
 
-Net = pytorch_reference.neural_networks_net  # seed 001's Net; Net(3) for CIFAR-10's channels
+Net = seeds.neural_networks_net  # seed 001's Net; Net(3) for CIFAR-10's channels
 
 
 def _nhwc(t: torch.Tensor) -> jax.Array:
@@ -45,11 +46,11 @@ def walkthrough(tmp_path_factory):
     input = torch.randn(1, 1, 32, 32)
     v = torch.randn(1, 10)
     target = torch.randn(10).view(1, -1)
-    ref = pytorch_reference.neural_networks_walkthrough(net, input, v, target)
+    ref = seeds.neural_networks_walkthrough(net, input, v, target)
 
     start = {"params": params, "input": _nhwc(input), "v": jnp.asarray(v.numpy()),
              "target": jnp.asarray(target.numpy())}
-    config = E.Config(out=str(tmp_path_factory.mktemp("lenet")), progress=False)
+    config = E.Config(options=RunOptions(out=str(tmp_path_factory.mktemp("lenet")), progress=False))
     return ref, start, E.run(config, start), config
 
 
@@ -95,7 +96,7 @@ def test_sgd_steps_match_torch(walkthrough):
 
 def test_metrics_json(walkthrough):
     *_, config = walkthrough
-    with open(os.path.join(config.out, "metrics.json")) as f:
+    with open(os.path.join(config.options.out, "metrics.json")) as f:
         saved = json.load(f)
     assert saved["param_counts"]["fc1.weight"] == 48000
     assert len(saved["output"]) == 10
@@ -147,7 +148,7 @@ def test_wrong_input_size_is_a_clear_error_not_a_different_model(shape):
     with pytest.raises(ConfigError, match=r"32x32 pixels \[N, 32, 32, C\].*got shape"):
         LeNet().init(jax.random.key(0), jnp.zeros(shape))
     x = torch.zeros(1, 1, 28, 28)
-    net = pytorch_reference.neural_networks_net()  # the tutorial's own Net
+    net = seeds.neural_networks_net()  # the tutorial's own Net
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         net(x)  # what PyTorch's Net does with the same input
 

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from experiments import linear_classifier as E
-from experiments import pytorch_reference
 from jaxnets import optim, torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import LinearClassifier
+from jaxnets.options import TrainOptions
+from reference import seeds
 
 N_TRAIN, N_TEST, EPOCHS, BATCH = 1000, 500, 3, 64  # 16 steps an epoch, the last one of 40
 
 
-TorchLinearClassifier = pytorch_reference.LinearClassifier  # the seed's model, verbatim
+TorchLinearClassifier = seeds.LinearClassifier  # the seed's model, verbatim
 
 
 def _subset(ds, n):
@@ -41,8 +42,9 @@ def both(fashion, tmp_path_factory):
     template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
     params = torch_io.from_state_dict(sd, template)["params"]
-    config = E.Config(epochs=EPOCHS, batch_size=BATCH, progress=False,
-                      out=str(tmp_path_factory.mktemp("linear")))
+    out = str(tmp_path_factory.mktemp("linear"))
+    config = E.Config(epochs=EPOCHS, batch_size=BATCH,
+                      options=TrainOptions(out=out, progress=False))
     metrics = E.run(config, (train_set, test_set), params)
 
     # PyTorch: the same weights, the same batches (incl. the short last one), SGD momentum 0.9
@@ -51,7 +53,7 @@ def both(fashion, tmp_path_factory):
     idx, mask = sampler.indices(0, EPOCHS * sampler.steps_per_epoch)
     batches = [(x[b], y[b]) for b in (torch.tensor(i[m], dtype=torch.long)
                                       for i, m in zip(idx, mask))]
-    losses = pytorch_reference.blitz_train(ref, batches, epochs=1, lr=0.001, momentum=0.9)
+    losses = seeds.blitz_train(ref, batches, epochs=1, lr=0.001, momentum=0.9)
     with torch.no_grad():
         logits = ref(_torch_inputs(test_set.images)).numpy()
     torch_acc = float((logits.argmax(1) == test_set.labels).mean())
@@ -82,10 +84,10 @@ def test_reports_and_files(both):
     cm = np.asarray(metrics["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == N_TEST
     np.testing.assert_allclose(np.trace(cm) / N_TEST, metrics["test_accuracy"])
-    with open(os.path.join(config.out, "metrics.json")) as f:
+    with open(os.path.join(config.options.out, "metrics.json")) as f:
         assert json.load(f)["epochs"] == EPOCHS
     for name in ("confusion_matrix.png", "loss_curve.png"):
-        assert os.path.getsize(os.path.join(config.out, name)) > 1000
+        assert os.path.getsize(os.path.join(config.options.out, name)) > 1000
 
 
 def test_reshape_keeps_the_batch_axis():
@@ -124,11 +126,13 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, fashion):
              dc.replace(test_set, images=test_set.images[:200], labels=test_set.labels[:200]))
     assert isinstance(small[0], D.Dataset)
     base = {"batch_size": 64, "progress": False}
-    full = lc.run(lc.Config(epochs=3, out=str(tmp_path / "full"), **base), data=small)
+    full = lc.run(lc.Config(epochs=3, **base,
+                            options=TrainOptions(out=str(tmp_path / "full"))), data=small)
     ckdir = str(tmp_path / "ck")
-    lc.run(lc.Config(epochs=1, out=str(tmp_path / "a"), checkpoint_dir=ckdir, **base), data=small)
-    resumed = lc.run(lc.Config(epochs=3, out=str(tmp_path / "b"), checkpoint_dir=ckdir,
-                               resume=True, **base), data=small)
+    lc.run(lc.Config(epochs=1, **base, options=TrainOptions(out=str(tmp_path / "a"),
+                                                             checkpoint_dir=ckdir)), data=small)
+    resumed = lc.run(lc.Config(epochs=3, **base, options=TrainOptions(
+        out=str(tmp_path / "b"), checkpoint_dir=ckdir, resume=True)), data=small)
     np.testing.assert_array_equal(resumed["losses"], full["losses"])
     assert resumed["test_accuracy"] == full["test_accuracy"]
     # Every history metrics.json carries is restored: per_epoch holds epochs 1-3, as in one go.
@@ -165,8 +169,8 @@ def test_tensorboard_events_hold_the_run(tmp_path, fashion):
     from jaxnets import plots
 
     small = (_subset(fashion[0], 500), _subset(fashion[1], 200))
-    m = E.run(E.Config(epochs=2, progress=False, out=str(tmp_path / "out"),
-                       tensorboard=str(tmp_path / "tb")), data=small)
+    m = E.run(E.Config(epochs=2, options=TrainOptions(
+        out=str(tmp_path / "out"), progress=False, tensorboard=str(tmp_path / "tb"))), data=small)
     acc = _read(str(tmp_path / "tb"))
     loss_events = acc.Scalars("train/loss")
     assert [e.step for e in loss_events] == list(range(1, 17))  # 2 epochs of 8 batches

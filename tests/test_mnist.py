@@ -13,14 +13,15 @@ import pytest
 from conftest import make_idx_dir
 
 from experiments import mnist
-from experiments import pytorch_reference as ref
 from jaxnets import train
+from jaxnets.options import TrainOptions
+from reference import seeds as ref
 
 
 @pytest.mark.slow
 def test_run_writes_metrics_and_plot(tmp_path, fashion):
-    cfg = mnist.Config(dataset="fashion_mnist", optimizer="adam", steps=60, out=str(tmp_path),
-                       progress=False)
+    cfg = mnist.Config(dataset="fashion_mnist", optimizer="adam", steps=60,
+                       options=TrainOptions(out=str(tmp_path), progress=False))
     m = mnist.run(cfg, data=fashion)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for k in ("dataset", "optimizer", "steps", "test_accuracy", "final_loss", "losses",
@@ -34,12 +35,12 @@ def test_run_writes_metrics_and_plot(tmp_path, fashion):
 
 @pytest.mark.slow
 def test_same_seed_same_run(tmp_path, fashion):
-    a = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=3, progress=False,
-                               out=str(tmp_path / "a")), data=fashion)
-    b = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=3, progress=False,
-                               out=str(tmp_path / "b")), data=fashion)
-    c = mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=4, progress=False,
-                               out=str(tmp_path / "c")), data=fashion)
+    def run(seed, out):
+        options = TrainOptions(out=str(tmp_path / out), progress=False)
+        return mnist.run(mnist.Config(dataset="fashion_mnist", steps=30, seed=seed,
+                                      options=options), data=fashion)
+
+    a, b, c = run(3, "a"), run(3, "b"), run(4, "c")
     np.testing.assert_array_equal(a["losses"], b["losses"])
     assert not np.array_equal(a["losses"], c["losses"])
 
@@ -48,10 +49,11 @@ def test_tensorboard_events_hold_the_losses_and_accuracy(tmp_path, fashion):
     """--tensorboard writes every step's loss and the test accuracy; the run is unchanged."""
     from test_tensorboard import _read
 
-    base = {"dataset": "fashion_mnist", "steps": 30, "progress": False}
-    plain = mnist.run(mnist.Config(out=str(tmp_path / "a"), **base), data=fashion)
-    m = mnist.run(mnist.Config(out=str(tmp_path / "b"), tensorboard=str(tmp_path / "tb"), **base),
-                  data=fashion)
+    base = {"dataset": "fashion_mnist", "steps": 30}
+    plain = mnist.run(mnist.Config(**base, options=TrainOptions(out=str(tmp_path / "a"),
+                                                                 progress=False)), data=fashion)
+    m = mnist.run(mnist.Config(**base, options=TrainOptions(
+        out=str(tmp_path / "b"), progress=False, tensorboard=str(tmp_path / "tb"))), data=fashion)
     np.testing.assert_array_equal(m["losses"], plain["losses"])
     acc = _read(str(tmp_path / "tb"))
     loss_events = acc.Scalars("train/loss")
@@ -67,7 +69,8 @@ def test_prints_the_seeds_first_snippet_and_where_the_losses_are(tmp_path, fashi
     weights, and prints its whole loss list: the run prints the first, says where the second is."""
     import torch
 
-    cfg = mnist.Config(dataset="fashion_mnist", steps=20, out=str(tmp_path), progress=False)
+    cfg = mnist.Config(dataset="fashion_mnist", steps=20,
+                       options=TrainOptions(out=str(tmp_path), progress=False))
     keys = train.split_keys(cfg.seed)
     state = mnist.init_state(cfg, keys.init)
     mnist.run(cfg, data=fashion, state=state)
@@ -146,7 +149,7 @@ def test_bad_data_one_line_exit_2(tmp_path, capsys):
 def test_parity_with_seed_000_pytorch(optimizer, fashion, tmp_path):
     train_set, test_set = fashion
     cfg = mnist.Config(dataset="fashion_mnist", optimizer=optimizer, steps=2000,
-                       out=str(tmp_path), progress=False)
+                       options=TrainOptions(out=str(tmp_path), progress=False))
     keys = train.split_keys(cfg.seed)
     state = mnist.init_state(cfg, keys.init)
     w1, w2 = (np.asarray(state.params[k]) for k in ("w1", "w2"))

@@ -12,11 +12,12 @@ from flax import nnx
 from safetensors.torch import load_file
 
 from experiments import lenet_nnx as E
-from experiments.pytorch_reference import tutorial_net
 from jaxnets import checkpoint, losses, torch_io
 from jaxnets import nnx_lenet as N
 from jaxnets.errors import CheckpointError
 from jaxnets.models import LeNet
+from jaxnets.options import RunOptions
+from reference.seeds import tutorial_net
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_other_models_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_experiment_shows_equal_models(tmp_path):
-    metrics = E.run(E.Config(out=str(tmp_path), progress=False))
+    metrics = E.run(E.Config(options=RunOptions(out=str(tmp_path), progress=False)))
     assert metrics["output_max_abs_diff"] == 0.0
     assert metrics["grad_max_abs_diff"] == 0.0
     assert metrics["step_params_max_abs_diff"] == 0.0

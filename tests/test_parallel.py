@@ -149,7 +149,7 @@ def test_mnist_cli_devices_must_divide_the_batch(capsys, tmp_path):
 
     assert mnist.main(["--devices", "3", "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "--batch-size: 100 must be a multiple of --devices 3" in err
+    assert "--batch-size: 100 must be a multiple of the 3 devices" in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -10,13 +11,14 @@ import pytest
 
 from experiments import report
 from jaxnets.errors import ConfigError
+from jaxnets.options import RunOptions, TrainOptions
 
 
 def test_report_rows_statuses_and_files(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9/")  # offline: fails fast
-    cfg = report.Config(quick=True, out=str(tmp_path), only=("thermometer", "autograd", "cifar10"),
-                        progress=False)
+    cfg = report.Config(quick=True, only=("thermometer", "autograd", "cifar10"),
+                        options=RunOptions(out=str(tmp_path), progress=False))
     out = report.run(cfg)
     rows = {(r["experiment"], r["figure"]): r for r in out["rows"]}
     epoch1 = rows[("thermometer", "training_loop epoch 1 loss")]
@@ -40,17 +42,20 @@ def test_report_status_differs_when_the_figure_differs(tmp_path, monkeypatch):
     # learning rate and the epoch-2 loss no longer equals the book's.
     from experiments import thermometer
 
-    real = thermometer.Config
-    monkeypatch.setattr(thermometer, "Config", lambda **kw: real(**{**kw, "lr": 2e-4}))
-    out = report.run(report.Config(quick=True, out=str(tmp_path), only=("thermometer",),
-                                   torch=False, progress=False))
+    @dataclasses.dataclass(frozen=True)
+    class Broken(thermometer.Config):
+        lr: float = 2e-4
+
+    monkeypatch.setattr(thermometer, "Config", Broken)
+    out = report.run(report.Config(quick=True, only=("thermometer",), torch=False,
+                                   options=RunOptions(out=str(tmp_path), progress=False)))
     rows = {r["figure"]: r for r in out["rows"]}
     assert rows["training_loop epoch 2 loss"]["status"] == "differs"
     assert rows["initial loss"]["status"] == "matches"
 
 
 def test_unknown_experiment_is_a_config_error():
-    with pytest.raises(ConfigError, match="only: 'nope' is not one of tensors"):
+    with pytest.raises(ConfigError, match="only: 'nope' is not one of autograd, cifar10"):
         report.Config(only=("nope",))
 
 
@@ -84,8 +89,8 @@ def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion
     monkeypatch.setenv("JAXNETS_DATA_MIRROR", "http://127.0.0.1:9/")  # offline: fails fast
 
     monkeypatch.setattr(report, "QUICK_MNIST_STEPS", 30)
-    cfg = report.Config(quick=True, out=str(tmp_path), only=("autograd",), progress=False,
-                        seeds=2)
+    cfg = report.Config(quick=True, only=("autograd",), seeds=2,
+                        options=RunOptions(out=str(tmp_path), progress=False))
     out = report.run(cfg)
     study = out["seed_study"]
     assert study["steps"] == 30 and study["seeds"] == 2
@@ -95,8 +100,8 @@ def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion
         assert len(ours) == len(theirs) == 2 and ours[0] != ours[1]  # the seed matters
         assert 0 <= fig["p"] <= 1
         # seed s of the study is `experiments.mnist --seed s` with the same steps
-        one = mnist.run(mnist.Config(optimizer=optimizer, seed=1, steps=30, progress=False,
-                                     out=str(tmp_path / optimizer)))
+        one = mnist.run(mnist.Config(optimizer=optimizer, seed=1, steps=30, options=TrainOptions(
+            out=str(tmp_path / optimizer), progress=False)))
         assert ours[1] == pytest.approx(100 * one["test_accuracy"])
         # ...and PyTorch's is the seed's loop from torch.manual_seed(s), reproducibly
         assert theirs[1] == pytest.approx(100 * report.torch_seed000(
@@ -138,9 +143,9 @@ def test_committed_deterministic_figures_reproduce(tmp_path):
     # Regenerate the committed report after a change that moves a figure:
     #   python -m experiments.report --seeds 10 --out docs/reproduction
     committed = json.loads((COMMITTED / "reproduction.json").read_text())["rows"]
-    names = tuple(n for n in report.NAMES if n not in report.QUICK_CHANGES)
-    fresh = report.run(report.Config(quick=True, out=str(tmp_path), only=names,
-                                     progress=False))["rows"]
+    names = tuple(n for n in report.EXPERIMENTS if n not in report.QUICK_CHANGES)
+    fresh = report.run(report.Config(quick=True, only=names,
+                                     options=RunOptions(out=str(tmp_path), progress=False)))["rows"]
     compared = [r for r in committed if r.get("deterministic") and r["experiment"] in names]
     assert len(compared) >= 20, (  # the comparison is not vacuous
         "docs/reproduction predates the deterministic/quick marks: regenerate it with "

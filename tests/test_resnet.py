@@ -16,12 +16,14 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from experiments import pytorch_reference, resnet_step
+from experiments import resnet_step
 from jaxnets import layers as L
 from jaxnets import models, resnet, torch_io
 from jaxnets.errors import CheckpointError, ConfigError
+from jaxnets.options import RunOptions
+from reference import seeds
 
-RefResNet18 = pytorch_reference.ResNet18  # torchvision's resnet18, same module names and init
+RefResNet18 = seeds.ResNet18  # torchvision's resnet18, same module names and init
 
 
 def _numpy(sd) -> dict[str, np.ndarray]:
@@ -68,7 +70,7 @@ def ref(tmp_path_factory):
     with torch.no_grad():
         out["logits_eval"] = model(x).numpy()
     model.train()  # the seed's model: a fresh torchvision module is in training mode
-    prediction, loss = pytorch_reference.resnet18_seed_step(model, x, labels)
+    prediction, loss = seeds.resnet18_seed_step(model, x, labels)
     out["logits_train"] = prediction.detach().numpy()
     out["loss_before"] = loss.item()
     # SGD leaves .grad as backward left it: these are the step's gradients
@@ -416,8 +418,8 @@ def test_pretrained_downloads_through_the_experiment(ref, tmp_path, monkeypatch)
     monkeypatch.setattr(resnet, "PRETRAINED_URL", f"{base}/resnet18-{prefix}.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     try:
-        metrics = resnet_step.run(resnet_step.Config(pretrained=True, out=str(tmp_path / "o"),
-                                                     quiet=True))
+        metrics = resnet_step.run(resnet_step.Config(
+            pretrained=True, options=RunOptions(out=str(tmp_path / "o"), quiet=True)))
     finally:
         server.shutdown()
     assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" /

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import experiments
 from experiments import cli
+from jaxnets.options import TrainOptions
 
-EXPERIMENTS = ["autograd", "cifar10", "lenet", "linear_classifier", "mnist", "report",
-               "resnet_step", "tensors", "thermometer", "two_layer"]
+EXPERIMENTS = [*experiments.EXPERIMENTS, "report"]
 
 
 def _main_without_run(module, argv):
@@ -259,7 +260,7 @@ def test_out_lock_is_released_after_an_error(tmp_path):
     from jaxnets.errors import DataError
 
     def run(config):
-        assert os.path.exists(os.path.join(config.out, cli.OUT_LOCK))
+        assert os.path.exists(os.path.join(config.options.out, cli.OUT_LOCK))
         raise DataError("bad data")
 
     out = str(tmp_path / "run")
@@ -277,7 +278,7 @@ def test_out_and_checkpoint_dir_may_be_one_folder(tmp_path):
     def run(config):
         from jaxnets import checkpoint
 
-        path = checkpoint.lock_folder(config.checkpoint_dir)
+        path = checkpoint.lock_folder(config.options.checkpoint_dir)
         checkpoint.unlock_folder(path)
         calls.append(path)
 
@@ -366,14 +367,15 @@ def test_run_training_refuses_a_batch_over_the_limit():
     from experiments import mnist
     from jaxnets import train
 
-    config = mnist.Config(steps=2, batch_size=2**31, progress=False)
+    config = mnist.Config(steps=2, batch_size=2**31)
     keys = train.split_keys(0)
     state = mnist.init_state(config, keys.init)
     with pytest.raises(train.ConfigError, match="examples a batch can hold"):
         train.run_training(state, mnist.train_step(state.apply_fn),
                            {"image": np.zeros((10, 28, 28, 1), np.uint8),
                             "label": np.zeros(10, np.int32)},
-                           mnist.sampler(config, 10, keys.data), 2, keys, progress=False)
+                           mnist.sampler(config, 10, keys.data), 2, keys,
+                           TrainOptions(out=".", progress=False))
 
 
 def _mount_tmpfs(path, size="200k"):
@@ -516,16 +518,16 @@ def test_all_black_images_warn_once_at_step_1_and_keep_the_numbers(tmp_path):
     from experiments import mnist
     from jaxnets import train
 
-    config = mnist.Config(steps=12, batch_size=10, progress=False, quiet=True,
-                          out=str(tmp_path))
+    config = mnist.Config(steps=12, batch_size=10,
+                          options=TrainOptions(progress=False, quiet=True, out=str(tmp_path)))
     black = _dataset(n=50, value=0)
     keys = train.split_keys(0)
     state = mnist.init_state(config, keys.init)
     said = []
     _, history = train.run_training(
         state, mnist.train_step(state.apply_fn), {"image": black.images, "label": black.labels},
-        mnist.sampler(config, len(black), keys.data), config.steps, keys, chunk_size=4,
-        progress=False, warn=said.append)
+        mnist.sampler(config, len(black), keys.data), config.steps, keys, config.options,
+        chunk_size=4, warn=said.append)
     assert len(said) == 1 and said[0].startswith("loss became nan at step 1:"), said
     assert np.isnan(history.metrics["loss"]).all() and len(history.metrics["loss"]) == 12
 
@@ -561,9 +563,9 @@ def test_full_disk_while_writing_the_outputs_is_one_line(tmp_path, monkeypatch, 
     from experiments import mnist
 
     def run(config):
-        cli.write_json(os.path.join(config.out, "metrics.json"), {"ok": 1})
+        cli.write_json(os.path.join(config.options.out, "metrics.json"), {"ok": 1})
         raise OSError(errno.ENOSPC, "No space left on device",
-                      os.path.join(config.out, "loss_curve.png"))
+                      os.path.join(config.options.out, "loss_curve.png"))
 
     assert cli.main(mnist.Config, run, None, ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()

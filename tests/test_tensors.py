@@ -19,6 +19,7 @@ import torch
 from experiments import tensors as T
 from experiments import tour
 from jaxnets.errors import ConfigError
+from jaxnets.options import RunOptions
 
 
 def values(name, seed=0, out="runs/test_tensors"):
@@ -257,8 +258,9 @@ def test_save_and_load_without_pickle(tmp_path):
 
 
 def test_section_values_do_not_depend_on_which_sections_run(tmp_path):
-    alone = T.run(T.Config(section="abs", out=str(tmp_path / "a"), progress=False))
-    full = T.run(T.Config(out=str(tmp_path / "b"), progress=False))
+    alone = T.run(T.Config(section="abs",
+                           options=RunOptions(out=str(tmp_path / "a"), progress=False)))
+    full = T.run(T.Config(options=RunOptions(out=str(tmp_path / "b"), progress=False)))
     assert list(alone) == ["abs"] and list(full) == [s.name for s in T.SECTIONS]
     np.testing.assert_array_equal(alone["abs"]["x"], full["abs"]["x"])
     with open(tmp_path / "b" / "metrics.json") as f:

@@ -9,11 +9,12 @@ import optax
 import pytest
 import torch
 
-from experiments import pytorch_reference as ref
 from experiments import thermometer as E
 from jaxnets import optim
 from jaxnets import thermometer as thermo
 from jaxnets.errors import ConfigError
+from jaxnets.options import RunOptions
+from reference import seeds as ref
 
 # --- the book's code, in torch ---------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ def test_cli_writes_metrics_and_plots(tmp_path, capsys):
 
 
 def test_default_run_compares_the_books_losses_with_their_ulp_distance(tmp_path, capsys):
-    metrics = E.run(E.Config(out=str(tmp_path)))
+    metrics = E.run(E.Config(options=RunOptions(out=str(tmp_path))))
     printed = capsys.readouterr().out
     for name, run in (("normalised: epoch 5000 loss", "normalized"),
                       ("optax SGD: epoch 5000 loss", "sgd"), ("Adam: epoch 2000 loss", "adam")):
@@ -249,6 +250,6 @@ def test_default_run_compares_the_books_losses_with_their_ulp_distance(tmp_path,
 
 
 def test_one_epoch_runs_say_epoch_not_epochs(tmp_path, capsys):
-    E.run(E.Config(epochs=1, norm_epochs=1, adam_epochs=1, out=str(tmp_path)))
+    E.run(E.Config(epochs=1, norm_epochs=1, adam_epochs=1, options=RunOptions(out=str(tmp_path))))
     printed = capsys.readouterr().out
     assert "1 epochs" not in printed and "via jaxnets.train, 1 epoch on t_u:" in printed

@@ -11,7 +11,11 @@ import pytest
 
 from jaxnets import data, losses, optim, train
 from jaxnets.errors import DataError
+from jaxnets.options import TrainOptions
 from jaxnets.models import SeedMLP
+
+
+QUIET = TrainOptions(out="unused", progress=False)  # (run_training writes nothing to out)
 
 
 def _setup(n=64, tx=None, seed=0):
@@ -111,8 +115,8 @@ def test_masked_mean_is_the_short_batch_mean():
                                losses.cross_entropy(logits[:4], labels[:4]), rtol=1e-6)
 
 
-def test_accumulating_sgd_subtracts_the_running_sum():
-    tx = optim.accumulating_sgd(0.5)
+def test_seed_sgd_subtracts_the_running_sum():
+    tx = optim.seed_sgd(0.5)
     params = {"w": jnp.zeros(2)}
     state = tx.init(params)
     u1, state = tx.update({"w": jnp.array([1.0, 2.0])}, state)
@@ -147,8 +151,8 @@ def test_run_training_equals_fit_and_measures_compile_seconds_ahead_of_time():
     keys = train.split_keys(3)
     step = train.make_train_step(loss_fn)
     # One chunk: the compile time is measured (it used to be estimated, and 0.00 for one chunk).
-    state, history = train.run_training(state0, step, arrays, sampler, 15, keys,
-                                        chunk_size=15, progress=False)
+    state, history = train.run_training(state0, step, arrays, sampler, 15, keys, QUIET,
+                                        chunk_size=15)
     assert history.compile_seconds > 0 and history.train_seconds > 0
     assert history.resumed_step == 0 and len(history.metrics["loss"]) == 15
     ref, out = train.fit(state0, train.make_run_steps(step), data.to_device(arrays), sampler, 15,
@@ -157,8 +161,8 @@ def test_run_training_equals_fit_and_measures_compile_seconds_ahead_of_time():
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # The same recipe again: the compiled loop is reused, nothing compiles.
-    _, again = train.run_training(state0, step, arrays, sampler, 15, keys, chunk_size=15,
-                                  progress=False)
+    _, again = train.run_training(state0, step, arrays, sampler, 15, keys, QUIET,
+                                  chunk_size=15)
     assert again.compile_seconds == 0.0
 
 
@@ -168,8 +172,8 @@ def test_a_shorter_last_chunk_does_not_compile_again_and_changes_nothing():
     keys = train.split_keys(0)
     step = train.make_train_step(loss_fn)
     seen = []
-    state, history = train.run_training(state0, step, arrays, sampler, 30, keys, chunk_size=20,
-                                        progress=False,
+    state, history = train.run_training(state0, step, arrays, sampler, 30, keys, QUIET,
+                                        chunk_size=20,
                                         on_chunk=lambda s, h: seen.append(int(s.step)))
     assert seen == [10, 20, 30]                        # 30 = 3 x 10, not 20 + 10
     assert len(train.make_run_steps(step)._executables) == 1

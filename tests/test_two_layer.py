@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import pytorch_reference as torch_reference
 from experiments import two_layer as T
 from jaxnets import torch_io
 from jaxnets.errors import ConfigError
 from jaxnets.models import sequential_rename
+from jaxnets.options import RunOptions
+from reference import seeds
 
 EPOCHS = 20
 
@@ -46,15 +47,15 @@ def _torch_manual(s: dict) -> list[float]:
 
 
 def _torch_autograd(s: dict) -> list[float]:
-    """The seed's Variable/backward listing, from experiments.pytorch_reference."""
-    return torch_reference.two_layer_autograd(s["x"], s["y"], s["w1"], s["w2"], EPOCHS, 1e-6)
+    """The seed's Variable/backward listing, from reference.seeds."""
+    return seeds.two_layer_autograd(s["x"], s["y"], s["w1"], s["w2"], EPOCHS, 1e-6)
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     start = _torch_start()
-    config = T.Config(epochs=EPOCHS, out=str(tmp_path_factory.mktemp("two_layer")),
-                      progress=False)
+    out = str(tmp_path_factory.mktemp("two_layer"))
+    config = T.Config(epochs=EPOCHS, options=RunOptions(out=out, progress=False))
     metrics = T.run(config, {k: v.numpy() for k, v in start.items()})
     return start, config, metrics
 
@@ -111,7 +112,7 @@ def test_sequential_torch_init_matches_torch(result):
                               torch.nn.Linear(100, 10))
     sd = torch_io.to_state_dict({"params": state.params}, rename=sequential_rename)
     ref.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
-    out = torch_reference.blitz_train(ref, [(start["x"], start["y"])] * EPOCHS, epochs=1,
+    out = seeds.blitz_train(ref, [(start["x"], start["y"])] * EPOCHS, epochs=1,
                                       lr=1e-6, momentum=0.0,
                                       criterion=lambda pred, y: (pred - y).pow(2).sum())
     np.testing.assert_allclose(m["losses"]["sequential_torch_init"], out, rtol=1e-5)
@@ -119,7 +120,7 @@ def test_sequential_torch_init_matches_torch(result):
 
 def test_writes_metrics_and_plot(result):
     _, config, m = result
-    with open(os.path.join(config.out, "metrics.json")) as f:
+    with open(os.path.join(config.options.out, "metrics.json")) as f:
         saved = json.load(f)
     assert len(saved["losses"]["manual"]) == EPOCHS
     assert saved["hand_written_grad_rel_diff"]["fixed_backward"] < 1e-5
@@ -140,12 +141,12 @@ def test_cli_bad_flag_exits_2(capsys):
 
 @pytest.mark.slow
 def test_tutorial_table_matches_the_seeds_settings_and_feeds_the_comparison(tmp_path):
-    config = T.Config(out=str(tmp_path))
+    config = T.Config(options=RunOptions(out=str(tmp_path)))
     assert T.TUTORIAL["batch_n, input_data, hidden_layer, output_data"] == ", ".join(
         str(getattr(config, k)) for k in ("batch_n", "input_data", "hidden_layer", "output_data"))
     assert T.TUTORIAL["epoch_n, learning_rate"] == f"{config.epochs}, {config.lr:g}"
     assert T.REFERENCE == {}
-    m = T.run(T.Config(epochs=2, out=str(tmp_path), progress=False))
+    m = T.run(T.Config(epochs=2, options=RunOptions(out=str(tmp_path), progress=False)))
     rows = T.comparison_rows(m)
     assert [(name, theirs) for name, theirs, _ in rows[:len(T.TUTORIAL)]] == list(
         T.TUTORIAL.items())

@@ -1,9 +1,9 @@
 """The tutorials' own PyTorch code, as functions that start from given weights and batch order.
 
-Parity tests, the reproduction report and the benchmarks run these next to jaxnets: the loops
-are the seeds' code (comments mark the only changes: injected initial weights and batch indices,
-so both frameworks see the same start and the same data). This is the one module that imports
-torch (the `dev` extra); import it only where torch is wanted.
+Parity tests, the reproduction report (`--seeds`) and the benchmarks run these next to jaxnets:
+the loops are the seeds' code (comments mark the only changes: injected initial weights and
+batch indices, so both frameworks see the same start and the same data). It imports torch (the
+`dev` extra) and nothing of jaxnets: import it only where torch is wanted.
 
 What the benchmarks' versions (`timed_*`, each returning a `prepare() -> run` pair so only
 training is timed) change from the seeds, and why:
@@ -19,7 +19,9 @@ training is timed) change from the seeds, and why:
 
 from __future__ import annotations
 
+import gzip
 import io
+import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -27,7 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn, optim
 
-from jaxnets import thermometer as _thermo
+FASHION = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+def read_fashion(name: str, folder: str = FASHION) -> np.ndarray:
+    """Fashion-MNIST's gzipped IDX file `name` ('train-images', 't10k-labels', ...) as numpy:
+    what the scripts read where the seeds use torchvision's datasets (not installed here)."""
+    ndim = 3 if "images" in name else 1
+    with gzip.open(os.path.join(folder, f"{name}-idx{ndim}-ubyte.gz")) as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def seed000_loop(train_data, train_labels, w1, w2, steps: int, batch_indices, optimizer: str = "sgd",
@@ -88,6 +101,24 @@ def seed000_accuracy(w1: np.ndarray, w2: np.ndarray, images: np.ndarray, labels:
         xb = x[s:s + batch_size] / x[s:s + batch_size].max()
         correct += int(((np.maximum(xb @ w1, 0) @ w2).argmax(1) == labels[s:s + batch_size]).sum())
     return correct / len(x)
+
+
+def seed000_seeded(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
+                   test_labels: np.ndarray, optimizer: str, seed: int, steps: int,
+                   batch_size: int = 100, lr: float = 1e-3) -> float:
+    """Seed 000 as written: torch.randn weights and np.random.randint batches, both seeded with
+    `seed` (which the seed leaves unseeded), then `seed000_loop`. Returns the test accuracy
+    (`seed000_accuracy`)."""
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    n = len(images)
+    w1 = torch.randn(784, 200, requires_grad=True)
+    w2 = torch.randn(200, 10, requires_grad=True)
+    train_data = torch.from_numpy(np.array(images[..., 0]))
+    train_labels = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    seed000_loop(train_data, train_labels, w1, w2, steps,
+                 lambda i: torch.from_numpy(rng.randint(0, n, size=batch_size)), optimizer, lr)
+    return seed000_accuracy(w1.detach().numpy(), w2.detach().numpy(), test_images, test_labels)
 
 
 def two_layer_autograd(x, y, w1, w2, epochs: int = 20, learning_rate: float = 1e-6,
@@ -494,11 +525,11 @@ def timed_two_layer(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray
     return prepare
 
 
-def timed_thermometer(n_epochs: int, learning_rate: float = 1e-2):
+def timed_thermometer(t_u, t_c, n_epochs: int, learning_rate: float = 1e-2):
     """The book's `training_loop` with the hand-derived gradient (`thermometer_training_loop`),
     on t_un = 0.1 * t_u (its 5000-epoch run), printing every epoch as the book does."""
-    t_c = torch.tensor(_thermo.T_C)
-    t_un = 0.1 * torch.tensor(_thermo.T_U)
+    t_c = torch.tensor(t_c)
+    t_un = 0.1 * torch.tensor(t_u)
 
     def report(epoch, params, loss, grad):
         _print("Epoch %d, Loss %f" % (epoch, float(loss)))  # noqa: UP031 (the book)
@@ -513,11 +544,11 @@ def timed_thermometer(n_epochs: int, learning_rate: float = 1e-2):
     return prepare
 
 
-def timed_thermometer_sgd(n_epochs: int, learning_rate: float = 1e-2):
+def timed_thermometer_sgd(t_u, t_c, n_epochs: int, learning_rate: float = 1e-2):
     """The book's optimizer version (`thermometer_optimizer_loop` with `optim.SGD([params])`),
     printing every 500 epochs."""
-    t_c = torch.tensor(_thermo.T_C)
-    t_un = 0.1 * torch.tensor(_thermo.T_U)
+    t_c = torch.tensor(t_c)
+    t_un = 0.1 * torch.tensor(t_u)
 
     def report(epoch, params, loss):
         if epoch % 500 == 0:
@@ -533,27 +564,3 @@ def timed_thermometer_sgd(n_epochs: int, learning_rate: float = 1e-2):
         return run
 
     return prepare
-
-
-def sgemm(n: int = 2048) -> Callable[[], object]:
-    """One n x n float32 torch matmul (MKL/oneDNN) as a callable, for the peak-rate timing."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return lambda: a @ b
-
-
-def matmuls(shapes, steps: int) -> Callable[[], None]:
-    """A callable doing torch.mm over `shapes` (one step's (m, k, n, transpose_a, transpose_b),
-    see benchmarks.workloads) `steps` times, into preallocated outputs, nothing else (the Python
-    loop's few microseconds per call included, as in the tutorial's eager step)."""
-    ops = []
-    for m, k, n, ta, tb in shapes:
-        a = torch.randn(k, m).t() if ta else torch.randn(m, k)
-        b = torch.randn(n, k).t() if tb else torch.randn(k, n)
-        ops.append((a, b, torch.empty(m, n)))
-
-    def once():
-        for _ in range(steps):
-            for a, b, out in ops:
-                torch.mm(a, b, out=out)
-
-    return once

@@ -1,8 +1,8 @@
-"""Optimizers in optax's shape, with PyTorch's arithmetic where it differs from optax's.
+"""The optimizers' rules in optax's shape, with PyTorch's arithmetic where it differs from optax's.
 
 Each rule is a `scale_by_*` GradientTransformation plus an alias that chains it with the
-learning rate, as optax does; learning rates may be optax schedules (`step -> lr`). `by_name`
-picks one by name, so an experiment can take its optimizer as a setting.
+learning rate, as optax does; learning rates may be optax schedules (`step -> lr`). Use them as
+`jaxnets.optim.sgd` etc.; `jaxnets.optim.by_name` picks one by its name in the registry.
 
 Which PyTorch optimizer each name equals:
     sgd(lr, momentum, nesterov, weight_decay)   torch.optim.SGD  (optax.sgd when dampening = 0)
@@ -14,7 +14,6 @@ Which PyTorch optimizer each name equals:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -120,8 +119,6 @@ def seed_sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.sgd(learning_rate, momentum=1.0)
 
 
-accumulating_sgd = seed_sgd  # the old name, still called by experiments.mnist and tests
-
 
 # --- torch.optim.Adam --------------------------------------------------------------------------
 # optax.adam has the same defaults (eps added after the square root) and the same rule on paper,
@@ -183,29 +180,6 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
     """
     _check_learning_rate("Adam", learning_rate)
     return scale_by_torch_adam(learning_rate, b1, b2, eps)
-
-
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": sgd, "seed_sgd": seed_sgd, "adam": adam}
-
-
-def by_name(name: str, learning_rate: ScalarOrSchedule, **kwargs) -> optax.GradientTransformation:
-    """The optimizer called `name` (a key of OPTIMIZERS) with its settings.
-
-    Args:
-        name: 'sgd' (torch.optim.SGD), 'seed_sgd' (seed 000's never-zeroed rule) or 'adam'.
-        learning_rate: a float or an optax schedule.
-        **kwargs: that optimizer's other settings (momentum=..., b1=...).
-    Raises:
-        ConfigError naming `optimizer` for an unknown name, or the setting it does not take.
-    """
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    make = OPTIMIZERS[name]
-    unknown = sorted(set(kwargs) - set(inspect.signature(make).parameters))
-    if unknown:
-        raise ConfigError(f"optimizer {name!r} does not take {', '.join(unknown)}")
-    return make(learning_rate, **kwargs)
 
 
 # --- Newton's method (seed 002's second-order optimisation) --------------------------------------

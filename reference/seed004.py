@@ -1,7 +1,7 @@
 """Seed 004's PyTorch notebook (a 784 -> 10 linear classifier on Fashion-MNIST), run as a script:
 the end-to-end baseline for `python -m experiments.linear_classifier`.
 
-    python benchmarks/torch_seed004.py --epochs 20 --out /tmp/seed004
+    python -m reference.seed004 --epochs 20 --out /tmp/seed004
 
 The seed's pieces verbatim (the model, `torch.manual_seed(0)`, `nn.CrossEntropyLoss()`,
 `optim.SGD(lr=0.001, momentum=0.9)`, ToTensor + Normalize((0.5,), (0.5,)), shuffled batches,
@@ -13,7 +13,6 @@ files are read with numpy and normalized once into a TensorDataset (no per-image
 transform: that can only make PyTorch faster than the notebook).
 """
 import argparse
-import gzip
 import os
 
 import matplotlib
@@ -25,36 +24,14 @@ import torch
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-FASHION = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):  # adapted: the data loading
-    with gzip.open(path) as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from reference.seeds import LinearClassifier, read_fashion
 
 
 def dataset(prefix):  # adapted: ToTensor() + Normalize((0.5,), (0.5,)) on the whole split
-    images = read_idx(os.path.join(FASHION, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(FASHION, f"{prefix}-labels-idx1-ubyte.gz"))
+    images = read_fashion(f"{prefix}-images")
+    labels = read_fashion(f"{prefix}-labels")
     x = (torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1) - 0.5) / 0.5
     return TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
-
-
-class LinearClassifier(nn.Module):
-    def __init__(self, num_classes=10):
-        # Calls __init__() on the parent class, which is nn.Module
-        super(LinearClassifier, self).__init__()  # noqa: UP008 (the seed's line)
-        # Define each layer of the network as a class variable
-        # fc1 stands for first fully-connected layer
-        self.fc1 = nn.Linear(28 * 28, num_classes)
-
-    def forward(self, x):
-        out = x.reshape(x.size(0), -1)  # TODO what does this do? Why do we need it?
-        out = self.fc1(out)
-        return out
 
 
 def evaluate(model, loader):
