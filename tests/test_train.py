@@ -11,9 +11,8 @@ import pytest
 
 from jaxnets import data, losses, optim, train
 from jaxnets.errors import DataError
-from jaxnets.options import TrainOptions
 from jaxnets.models import SeedMLP
-
+from jaxnets.options import TrainOptions
 
 QUIET = TrainOptions(out="unused", progress=False)  # (run_training writes nothing to out)
 
