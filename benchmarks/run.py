@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks import workloads as W
+from benchmarks import workloads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -80,7 +80,7 @@ def measure(names: list[str], quick: bool, rounds: int, torch_threads: list[int]
     say(f"sgemm 2048^3 float32: PyTorch {peaks['torch']:.0f} GFLOP/s, "
         f"XLA {peaks['jax']:.0f} GFLOP/s")
     for name in names:
-        w = W.WORKLOADS[name]
+        w = workloads.WORKLOADS[name]
         steps = w.quick_steps if quick else w.steps
         common = ["--steps", str(steps), "--data", data_dir]
         torch_runs: dict[int, list] = {t: [] for t in torch_threads}
@@ -128,7 +128,7 @@ def summarize(results: dict) -> list[dict]:
     peak = max(results["peak"].values())
     rows = []
     for name, m in results["workloads"].items():
-        w = W.WORKLOADS[name]
+        w = workloads.WORKLOADS[name]
         steps = m["steps"]
         torch_all = [run for runs in m["torch"].values() for run in runs]
         best_torch = min(torch_all, key=lambda run: run["seconds"])
@@ -230,7 +230,7 @@ def notes(rows: list[dict], peak: float) -> list[str]:
     for r in rows:
         if r["target"] is None or r["speedup"] >= r["target"]:
             continue
-        w = W.WORKLOADS[r["name"]]
+        w = workloads.WORKLOADS[r["name"]]
         need_s = r["torch_s"] / r["target"]
         line = (f"- `{r['name']}`: {r['speedup']:.2f}x, target {r['target']:g}x: jaxnets would "
                 f"need {need_s:.3f} s instead of {r['jax_s']:.3f} s")
@@ -256,7 +256,7 @@ def notes(rows: list[dict], peak: float) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", action="append", choices=list(W.WORKLOADS), default=None,
+    p.add_argument("--only", action="append", choices=list(workloads.WORKLOADS), default=None,
                    help="run only this workload (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer steps per workload")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds per workload (2)")
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
         return 0
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
-    names = args.only or list(W.WORKLOADS)
+    names = args.only or list(workloads.WORKLOADS)
     threads = [int(t) for t in args.torch_threads.split(",")]
 
     def say(msg: str) -> None:
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.run" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="jaxnets-bench-") as data_dir:
-        data = W.write_data(data_dir, {W.WORKLOADS[n].data for n in names})
+        data = workloads.write_data(data_dir, {workloads.WORKLOADS[n].data for n in names})
         results = measure(names, args.quick, args.rounds, threads, data_dir, say)
     import torch
     meta = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _cpu_name(),

@@ -26,8 +26,7 @@ def main(argv=None) -> int:
                    help="time only the workload's per-step matmuls, --steps times (the floor)")
     args = p.parse_args(argv)
 
-    from benchmarks import measure
-    from benchmarks import workloads as W
+    from benchmarks import measure, workloads
 
     out: dict = {"name": args.name, "side": args.side}
     if args.side == "torch":
@@ -49,23 +48,23 @@ def main(argv=None) -> int:
             if event.startswith("/jax/core/compile/") else None)
 
     if args.matmuls_only:
-        w = W.WORKLOADS[args.name]
+        w = workloads.WORKLOADS[args.name]
         out["steps"] = steps = args.steps or w.steps
         if args.side == "torch":
-            out["seconds"] = W.torch_matmul_floor(w.matmuls, steps)
+            out["seconds"] = workloads.torch_matmul_floor(w.matmuls, steps)
         else:
-            out["seconds"] = W.jax_matmul_floor(w.matmuls, steps)
+            out["seconds"] = workloads.jax_matmul_floor(w.matmuls, steps)
     elif args.name == "peak":
         if args.side == "torch":
-            out["gflops"] = W.torch_matmul_gflops()
+            out["gflops"] = workloads.torch_matmul_gflops()
         else:
-            out["gflops"] = W.jax_matmul_gflops()
+            out["gflops"] = workloads.jax_matmul_gflops()
     else:
-        steps = args.steps or W.WORKLOADS[args.name].steps
+        steps = args.steps or workloads.WORKLOADS[args.name].steps
         if args.side == "torch":
-            prepare = W.torch_prepare(args.name, steps, args.data)
+            prepare = workloads.torch_prepare(args.name, steps, args.data)
         else:
-            prepare = W.jax_prepare(args.name, steps, args.data, args.devices)
+            prepare = workloads.jax_prepare(args.name, steps, args.data, args.devices)
         out["steps"] = steps
         if args.side == "torch":
             out["runs"] = measure.repeat(prepare, args.repeats)

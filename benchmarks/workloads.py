@@ -111,11 +111,11 @@ def write_data(directory: str, names: set[str], seed: int = 0) -> str:
     notes = []
     if "mnist" in names:
         source = "random uint8 images of MNIST's shape"
-        from jaxnets import data as D
+        from jaxnets import data
         from jaxnets.errors import JaxnetsError
 
         try:
-            ds = D.load("fashion_mnist", "train", download=False)
+            ds = data.load("fashion_mnist", "train", download=False)
             images, labels = np.asarray(ds.images), np.asarray(ds.labels, np.int32)
             source = f"Fashion-MNIST from {ds.source}"
         except JaxnetsError:  # not installed: timing only needs the shape
@@ -145,24 +145,24 @@ def _load(directory: str, name: str) -> np.ndarray:
 # --- PyTorch side -------------------------------------------------------------------------------
 
 def torch_prepare(name: str, steps: int, directory: str) -> Callable:
-    from reference import seeds as T
+    from reference import seeds
 
     if name in ("mnist_sgd", "mnist_adam"):
-        return T.timed_seed000(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
+        return seeds.timed_seed000(_load(directory, "mnist_images"), _load(directory, "mnist_labels"), steps,
                        name.split("_")[1])
     if name in ("lenet_b4", "lenet_b128"):
         images = _load(directory, "cifar_images")
         # ToTensor (uint8 HWC -> float CHW in [0, 1]) + Normalize(0.5, 0.5), done once up front.
         nchw = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - 0.5) / 0.5
-        return T.timed_blitz(nchw, _load(directory, "cifar_labels"), steps,
+        return seeds.timed_blitz(nchw, _load(directory, "cifar_labels"), steps,
                          WORKLOADS[name].examples_per_step)
     if name in ("thermometer", "thermometer_sgd"):
         from jaxnets import thermometer as thermo  # (the book's 11 points; numpy lists)
 
-        timed = T.timed_thermometer if name == "thermometer" else T.timed_thermometer_sgd
+        timed = seeds.timed_thermometer if name == "thermometer" else seeds.timed_thermometer_sgd
         return timed(thermo.T_U, thermo.T_C, steps)
     if name in ("two_layer", "two_layer_long"):
-        return T.timed_two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
+        return seeds.timed_two_layer(*(_load(directory, f"two_layer_{k}") for k in ("x", "y", "w1", "w2")),
                            epochs=steps)
     raise KeyError(name)
 
@@ -240,10 +240,9 @@ def _driver_runner(initial, train_step, images, labels, sampler, steps: int, key
     import jax
     import jax.numpy as jnp
 
-    from jaxnets import data as D
-    from jaxnets import train
+    from jaxnets import data, train
 
-    device_data = D.to_device({"image": images, "label": labels})
+    device_data = data.to_device({"image": images, "label": labels})
 
     def prepare():
         state = jax.tree.map(jnp.copy, initial)
@@ -262,8 +261,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
     import jax
     import jax.numpy as jnp
 
-    from jaxnets import data as D
-    from jaxnets import train
+    from jaxnets import data, train
 
     if name in ("mnist_sgd", "mnist_adam"):
         # experiments.mnist.run's training path.
@@ -271,7 +269,7 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
 
         config = mnist.Config(optimizer=name.split("_")[1], steps=steps)
         images, labels = _load(directory, "mnist_images"), _load(directory, "mnist_labels")
-        begin = mnist.start(config, D.Dataset("mnist", "train", images, labels, (), directory))
+        begin = mnist.start(config, data.Dataset("mnist", "train", images, labels, (), directory))
         return _driver_runner(begin.state, mnist.train_step(begin.state.apply_fn), images,
                               labels, begin.sampler, steps, begin.keys, min(steps, 1000),
                               mnist.UNROLL)
@@ -283,14 +281,14 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         images, labels = _load(directory, "cifar_images"), _load(directory, "cifar_labels")
         keys = train.split_keys(config.seed)
         state = cifar10.init_state(config, keys.init)
-        sampler = D.EpochSampler(len(images), config.batch_size, keys.data)
+        sampler = data.EpochSampler(len(images), config.batch_size, keys.data)
         return _driver_runner(state, cifar10.train_step(state.apply_fn), images, labels, sampler,
                               steps, keys, config.print_every)
     if name == "thermometer":
-        from experiments import thermometer as E
+        from experiments import thermometer
         from jaxnets import thermometer as thermo
 
-        config = E.Config()
+        config = thermometer.Config()
         t_c, t_u = thermo.data()
         t_un = 0.1 * t_u
         p0 = jnp.array([1.0, 0.0])
@@ -306,10 +304,10 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         # jaxnets.thermometer.fit_optax, with its TrainState made once outside the timed run.
         import optax
 
-        from experiments import thermometer as E
+        from experiments import thermometer
         from jaxnets import thermometer as thermo
 
-        config = E.Config()
+        config = thermometer.Config()
         t_c, t_u = thermo.data()
         inputs = thermo.full_batches(steps, 0.1 * t_u, t_c)
         initial = train.TrainState.create(apply_fn=thermo.model, params=jnp.array([1.0, 0.0]),
@@ -325,17 +323,17 @@ def jax_prepare(name: str, steps: int, directory: str, devices: int = 1) -> Call
         return prepare
     if name in ("two_layer", "two_layer_long"):
         # experiments.two_layer.train_version('autograd', ...).
-        from experiments import two_layer as E
+        from experiments import two_layer
 
-        config = E.Config(epochs=steps)
+        config = two_layer.Config(epochs=steps)
         start = {k: jnp.asarray(_load(directory, f"two_layer_{k}")) for k in ("x", "y", "w1", "w2")}
         key = jax.random.key(config.seed)
-        state = E.initial_state("autograd", config, start, key)
-        run_steps = E.make_run_steps("autograd", state.apply_fn)
-        data = {"x": start["x"], "y": start["y"]}
-        sampler = E.full_batch_sampler(config)
-        return _fit_runner(lambda: E.initial_state("autograd", config, start, key), run_steps,
-                           data, sampler, steps, key, steps)
+        state = two_layer.initial_state("autograd", config, start, key)
+        run_steps = two_layer.make_run_steps("autograd", state.apply_fn)
+        arrays = {"x": start["x"], "y": start["y"]}
+        sampler = two_layer.full_batch_sampler(config)
+        return _fit_runner(lambda: two_layer.initial_state("autograd", config, start, key), run_steps,
+                           arrays, sampler, steps, key, steps)
     raise KeyError(name)
 
 

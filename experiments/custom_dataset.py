@@ -60,8 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import data as D
-from jaxnets import losses, optim, train
+from jaxnets import data, losses, optim, train
 from jaxnets.errors import DataError
 from jaxnets.models import two_layer_sequential
 
@@ -123,12 +122,12 @@ def sse_loss(apply_fn) -> train.LossFn:
     return loss_fn
 
 
-def sampler(config: Config, n: int, key: jax.Array) -> D.EpochSampler:
+def sampler(config: Config, n: int, key: jax.Array) -> data.EpochSampler:
     """DataLoader(dataset, batch_size, shuffle): epoch passes, the last batch short."""
-    return D.EpochSampler(n, config.batch_size, key if config.shuffle else None)
+    return data.EpochSampler(n, config.batch_size, key if config.shuffle else None)
 
 
-def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
+def run(config: Config, dataset: data.IndexableDataset | None = None) -> dict:
     """Read the dataset, print its batches, train seed 002's Sequential on it.
 
     Args:
@@ -150,19 +149,19 @@ def run(config: Config, dataset: D.IndexableDataset | None = None) -> dict:
                f"{', key' if config.shuffle else ''}))  # DataLoader(myDataset, batch_size="
                f"{config.batch_size}{', shuffle=True' if config.shuffle else ''})")
     shapes = []
-    for step, batch in enumerate(D.batches(dataset, order)):
+    for step, batch in enumerate(data.batches(dataset, order)):
         shapes.append({k: list(v.shape) for k, v in batch.items()})
         report.say(f"  batch {step}: "
                    + ", ".join(f"{k} {tuple(v)}" for k, v in shapes[-1].items()))
 
-    host = D.materialize(dataset)
+    host = data.materialize(dataset)
     model = two_layer_sequential(100, host["y"].shape[1])
     params = model.init(init_key, jnp.zeros((1, host["x"].shape[1])))["params"]
     state = train.TrainState.create(apply_fn=model.apply, params=params,
                                     tx=optim.sgd(config.lr))
     run_steps = train.make_run_steps(train.make_train_step(sse_loss(model.apply)))
     steps = config.epochs * order.steps_per_epoch
-    _, history = train.fit(state, run_steps, D.to_device(host), order, steps, train_key,
+    _, history = train.fit(state, run_steps, data.to_device(host), order, steps, train_key,
                           chunk_size=steps, progress=False, desc="custom_dataset")
     per_epoch = history.metrics["loss"].reshape(config.epochs, -1).sum(axis=1)
     for epoch in (0, config.epochs - 1):

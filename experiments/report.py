@@ -201,7 +201,7 @@ def _autograd(config: Config, out: str) -> tuple[dict, list[Row]]:
 
 def _thermometer(config: Config, out: str) -> tuple[dict, list[Row]]:
     from experiments import thermometer
-    from jaxnets import thermometer as T
+    from jaxnets.thermometer import T_C, T_U
 
     m = run_experiment("thermometer", out)
     loop = m["loop"]
@@ -209,12 +209,12 @@ def _thermometer(config: Config, out: str) -> tuple[dict, list[Row]]:
     if torch_available(config):
         import torch
 
-        from reference import seeds as ref
+        from reference import seeds
 
-        params, losses, _, grads = ref.thermometer_loop(100, 1e-4, [1.0, 0.0], T.T_U, T.T_C)
+        params, losses, _, grads = seeds.thermometer_loop(100, 1e-4, [1.0, 0.0], T_U, T_C)
         torch_params, torch_losses, torch_grad = params.numpy(), losses.numpy(), grads[0].numpy()
-        torch_norm = ref.thermometer_loop(5000, 1e-2, [1.0, 0.0],
-                                          0.1 * torch.tensor(T.T_U), T.T_C)[0].numpy()
+        torch_norm = seeds.thermometer_loop(5000, 1e-2, [1.0, 0.0],
+                                          0.1 * torch.tensor(T_U), T_C)[0].numpy()
     tut = {int(k.split()[1]): float(v) for k, v in thermometer.TUTORIAL.items()
            if k.startswith("epoch ") and k.endswith(" loss")}
 
@@ -292,9 +292,9 @@ def _lenet(config: Config, out: str) -> tuple[dict, list[Row]]:
     torch_count = tested(test + "test_structure_and_parameter_list")
     torch_shape = torch_count
     if torch_available(config):
-        from reference import seeds as ref
+        from reference import seeds
 
-        params = list(ref.tutorial_net(1).parameters())
+        params = list(seeds.tutorial_net(1).parameters())
         torch_count, torch_shape = str(len(params)), f"torch.Size({list(params[0].size())})"
     # seed 001 shows this code without its output: the printed values are the upstream blitz's
     rows = [row("lenet", "len(list(net.parameters()))", "- (not printed)",

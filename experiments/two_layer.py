@@ -61,8 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import aot, losses, optim, plots, train
-from jaxnets import data as D
+from jaxnets import aot, data, losses, optim, plots, train
 from jaxnets.models import TwoLayerRaw, torch_repr, two_layer_sequential
 
 VERSIONS = ("manual", "manual_fixed", "autograd", "module", "sequential",
@@ -182,9 +181,9 @@ def make_run_steps(version: str, apply_fn):
     return train.make_run_steps(train.make_train_step(_loss_fn(version, apply_fn)))
 
 
-def full_batch_sampler(config: Config) -> D.EpochSampler:
+def full_batch_sampler(config: Config) -> data.EpochSampler:
     """One full batch per epoch, in order."""
-    return D.EpochSampler(config.batch_n, config.batch_n)
+    return data.EpochSampler(config.batch_n, config.batch_n)
 
 
 def train_version(version: str, config: Config, start: dict, key: jax.Array) -> np.ndarray:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxnets import init as I
+from jaxnets import init
 from jaxnets.errors import ConfigError
 
 
@@ -31,11 +31,11 @@ class Linear(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in = x.shape[-1]
-        kinit = I.torch_kernel_init if self.torch_init else I.flax_kernel_init
+        kinit = init.torch_kernel_init if self.torch_init else init.flax_kernel_init
         kernel = self.param("kernel", kinit, (fan_in, self.features))
         y = x @ kernel
         if self.use_bias:
-            binit = I.torch_bias_init(fan_in) if self.torch_init else I.flax_bias_init
+            binit = init.torch_bias_init(fan_in) if self.torch_init else init.flax_bias_init
             y = y + self.param("bias", binit, (self.features,))
         return y
 
@@ -208,12 +208,12 @@ class Conv2d(nn.Module):
         kh, kw = _pair(self.kernel_size)
         cin = x.shape[-1]
         fan_in = cin * kh * kw
-        kinit = I.torch_kernel_init if self.torch_init else I.flax_kernel_init
+        kinit = init.torch_kernel_init if self.torch_init else init.flax_kernel_init
         kernel = self.param("kernel", kinit, (kh, kw, cin, self.features))
         y = conv2d(x, kernel.astype(x.dtype), _pair(self.stride), _pair(self.padding),
                    self.impl)
         if self.use_bias:
-            binit = I.torch_bias_init(fan_in) if self.torch_init else I.flax_bias_init
+            binit = init.torch_bias_init(fan_in) if self.torch_init else init.flax_bias_init
             y = y + self.param("bias", binit, (self.features,))
         return y
 

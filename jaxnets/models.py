@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxnets import layers as L
+from jaxnets import layers
 from jaxnets.errors import ConfigError
 
 
@@ -58,14 +58,14 @@ class LeNet(nn.Module):
             raise ConfigError(f"LeNet expects NHWC images of 32x32 pixels [N, 32, 32, C] (its fc1 "
                               f"takes 16*5*5 = 400 features), got shape {tuple(x.shape)}; pad or "
                               "resize the images to 32x32 (transforms.Resize(32) in PyTorch)")
-        conv = functools.partial(L.Conv2d, kernel_size=5, torch_init=self.torch_init,
+        conv = functools.partial(layers.Conv2d, kernel_size=5, torch_init=self.torch_init,
                                  impl=self.conv_impl)
-        x = L.max_pool2d(nn.relu(conv(6, name="conv1")(x)), 2)
-        x = L.max_pool2d(nn.relu(conv(16, name="conv2")(x)), 2)
-        x = L.flatten_nchw(x)
-        x = nn.relu(L.Linear(120, torch_init=self.torch_init, name="fc1")(x))
-        x = nn.relu(L.Linear(84, torch_init=self.torch_init, name="fc2")(x))
-        return L.Linear(self.classes, torch_init=self.torch_init, name="fc3")(x)
+        x = layers.max_pool2d(nn.relu(conv(6, name="conv1")(x)), 2)
+        x = layers.max_pool2d(nn.relu(conv(16, name="conv2")(x)), 2)
+        x = layers.flatten_nchw(x)
+        x = nn.relu(layers.Linear(120, torch_init=self.torch_init, name="fc1")(x))
+        x = nn.relu(layers.Linear(84, torch_init=self.torch_init, name="fc2")(x))
+        return layers.Linear(self.classes, torch_init=self.torch_init, name="fc3")(x)
 
 
 class LinearClassifier(nn.Module):
@@ -81,7 +81,7 @@ class LinearClassifier(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
-        return L.Linear(self.classes, torch_init=self.torch_init, name="fc1")(x)
+        return layers.Linear(self.classes, torch_init=self.torch_init, name="fc1")(x)
 
 
 class TwoLayerRaw(nn.Module):
@@ -107,8 +107,8 @@ def two_layer_sequential(hidden: int = 100, out: int = 10, torch_init: bool = Tr
     Flax names the Linears `layers_0` / `layers_2` (their index in the list, ReLU being index 1)
     the way Sequential's state_dict says `0.weight` / `2.weight`; `sequential_rename` maps them.
     """
-    return nn.Sequential([L.Linear(hidden, torch_init=torch_init), nn.relu,
-                          L.Linear(out, torch_init=torch_init)])
+    return nn.Sequential([layers.Linear(hidden, torch_init=torch_init), nn.relu,
+                          layers.Linear(out, torch_init=torch_init)])
 
 
 def sequential_rename(prefix: str) -> str:
@@ -124,15 +124,15 @@ _FUNCTION_REPRS = {nn.relu: "ReLU()", jax.nn.relu: "ReLU()", nn.sigmoid: "Sigmoi
 
 def _layer_repr(module: nn.Module, in_shape: tuple[int, ...]) -> str:
     """PyTorch's repr of one layer, from the Flax module's fields and its input shape."""
-    if isinstance(module, L.Linear):
+    if isinstance(module, layers.Linear):
         return (f"Linear(in_features={in_shape[-1]}, out_features={module.features}, "
                 f"bias={module.use_bias})")
-    if isinstance(module, L.Conv2d):
-        kh, kw = L._pair(module.kernel_size)
-        sh, sw = L._pair(module.stride)
+    if isinstance(module, layers.Conv2d):
+        kh, kw = layers._pair(module.kernel_size)
+        sh, sw = layers._pair(module.stride)
         text = f"Conv2d({in_shape[-1]}, {module.features}, kernel_size=({kh}, {kw}), " \
                f"stride=({sh}, {sw})"
-        ph, pw = L._pair(module.padding)
+        ph, pw = layers._pair(module.padding)
         text += f", padding=({ph}, {pw})" if (ph, pw) != (0, 0) else ""
         return text + (")" if module.use_bias else ", bias=False)")
     return f"{type(module).__name__}()"

@@ -17,9 +17,7 @@ import jax
 from flax import nnx
 
 import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
-from jaxnets import init as I
-from jaxnets import layers as L
-from jaxnets import torch_io
+from jaxnets import init, layers, torch_io
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 
@@ -35,21 +33,21 @@ class LeNet(nnx.Module):
     def __init__(self, channels: int = 1, classes: int = 10, *, rngs: nnx.Rngs):
         def conv(cin, cout):
             return nnx.Conv(cin, cout, (5, 5), padding="VALID", rngs=rngs,
-                            kernel_init=I.torch_kernel_init,
-                            bias_init=I.torch_bias_init(cin * 5 * 5))
+                            kernel_init=init.torch_kernel_init,
+                            bias_init=init.torch_bias_init(cin * 5 * 5))
 
         def linear(fin, fout):
-            return nnx.Linear(fin, fout, rngs=rngs, kernel_init=I.torch_kernel_init,
-                              bias_init=I.torch_bias_init(fin))
+            return nnx.Linear(fin, fout, rngs=rngs, kernel_init=init.torch_kernel_init,
+                              bias_init=init.torch_bias_init(fin))
 
         self.conv1, self.conv2 = conv(channels, 6), conv(6, 16)
         self.fc1, self.fc2, self.fc3 = linear(16 * 5 * 5, 120), linear(120, 84), linear(84, classes)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # The same pooling and PyTorch-order flatten as the Linen LeNet (jaxnets.layers).
-        x = L.max_pool2d(jax.nn.relu(self.conv1(x)), 2)
-        x = L.max_pool2d(jax.nn.relu(self.conv2(x)), 2)
-        x = L.flatten_nchw(x)
+        x = layers.max_pool2d(jax.nn.relu(self.conv1(x)), 2)
+        x = layers.max_pool2d(jax.nn.relu(self.conv2(x)), 2)
+        x = layers.flatten_nchw(x)
         x = jax.nn.relu(self.fc1(x))
         x = jax.nn.relu(self.fc2(x))
         return self.fc3(x)

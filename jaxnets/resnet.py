@@ -34,8 +34,7 @@ import numpy as np
 from flax import linen as nn
 
 import jaxnets.prng  # noqa: F401  (pins jax.random's bits: see jaxnets/prng.py)
-from jaxnets import aot, torch_io
-from jaxnets import layers as L
+from jaxnets import aot, layers, torch_io
 from jaxnets.errors import CheckpointError, ConfigError
 
 # kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out), fan_out =
@@ -93,7 +92,7 @@ class Conv(nn.Module):
         kernel = self.param("kernel", kaiming_normal_fan_out,
                             (k, k, x.shape[-1], self.features))
         # layers.conv2d pads p on each side like PyTorch (not Flax's 'SAME').
-        return L.conv2d(x, kernel.astype(x.dtype), (self.stride,) * 2, (self.padding,) * 2)
+        return layers.conv2d(x, kernel.astype(x.dtype), (self.stride,) * 2, (self.padding,) * 2)
 
 
 class BasicBlock(nn.Module):
@@ -136,14 +135,14 @@ class ResNet18(nn.Module):
                               f"{tuple(x.shape)}{hint}")
         x = Conv(64, 7, 2, 3, name="conv1")(x)
         x = nn.relu(BatchNorm2d(name="bn1")(x, train))
-        x = L.max_pool2d(x, 3, 2, 1)
+        x = layers.max_pool2d(x, 3, 2, 1)
         for i, blocks in enumerate(self.layers):
             planes = 64 * 2**i
             for j in range(blocks):
                 stride = 2 if (i > 0 and j == 0) else 1
                 x = BasicBlock(planes, stride, name=f"layer{i + 1}_{j}")(x, train)
         x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
-        return L.Linear(self.num_classes, name="fc")(x)  # torch.nn.Linear default init
+        return layers.Linear(self.num_classes, name="fc")(x)  # torch.nn.Linear default init
 
 
 _INDEXED = re.compile(r"^(layer\d+|downsample)_(\d+)$")

@@ -573,8 +573,8 @@ def predict(
 def evaluate(state: TrainState, images, labels, preprocess: Callable = lambda x: x,
              batch_size: int = 1000) -> dict:
     """Accuracy and logits of `state` on a labelled set."""
-    from jaxnets import metrics as M
+    from jaxnets.metrics import accuracy
 
     fn = _apply_preprocessed(state.apply_fn, preprocess)
     logits = predict(fn, {"params": state.params, **state.model_state}, images, batch_size)
-    return {"accuracy": M.accuracy(logits, labels), "logits": logits}
+    return {"accuracy": accuracy(logits, labels), "logits": logits}

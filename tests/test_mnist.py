@@ -187,7 +187,7 @@ def test_init_is_torch_randn_distribution():
 def test_benchmark_matmul_floor_lists_the_steps_own_matmuls():
     """benchmarks' matmul floor (the argument for the SGD speed target) times
     workloads._MNIST_MATMULS: those must be exactly the dots of one seed-000 training step."""
-    from benchmarks import workloads as W
+    from benchmarks import workloads
 
     state = mnist.init_state(mnist.Config(), jax.random.key(0))
     # the experiment's (and benchmark's) loop
@@ -212,5 +212,5 @@ def test_benchmark_matmul_floor_lists_the_steps_own_matmuls():
         return (min(m, n), k, max(m, n))
 
     found = sorted(canon(*d) for d in dots(jaxpr.jaxpr))
-    listed = sorted(canon(m, k, n) for m, k, n, _, _ in W._MNIST_MATMULS)
+    listed = sorted(canon(m, k, n) for m, k, n, _, _ in workloads._MNIST_MATMULS)
     assert found == listed
