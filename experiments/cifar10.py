@@ -49,6 +49,10 @@ class Config:
     lr: float = cli.arg(1e-3, "learning rate")
     momentum: float = cli.arg(0.9, "SGD momentum, in [0, 1)")
     seed: int = cli.seed()
+    conv_features: tuple[int, ...] = cli.arg((6, 16), "conv1's and conv2's output channels (the "
+                                                      "tutorial's Net: 6 16)", metavar="N")
+    fc_features: tuple[int, ...] = cli.arg((120, 84), "fc1's and fc2's outputs (the tutorial's "
+                                                      "Net: 120 84)", metavar="N")
     print_every: int = cli.arg(2000, "mini-batches per running-loss print (the tutorial's "
                                      "`if i % 2000 == 1999`)", may_differ=True)
     weights: str | None = cli.arg(None, "skip training: test this state_dict (.safetensors, or "
@@ -64,6 +68,10 @@ class Config:
         cli.check_positive(self, "epochs", "batch_size", "lr", "print_every")
         cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         cli.check_optimizer_takes(self, "momentum")
+        for name in ("conv_features", "fc_features"):
+            widths = getattr(self, name)
+            cli.check(len(widths) == 2 and min(widths) >= 1, name,
+                      f"takes two widths of at least 1, got {' '.join(map(str, widths))}")
 
 
 if __name__ == "__main__":
@@ -101,15 +109,21 @@ def unnormalize(images: np.ndarray) -> np.ndarray:
     return np.asarray(preprocess(images)) / 2 + 0.5
 
 
-MODEL = LeNet(classes=10)
+def network(config: Config) -> LeNet:
+    """`Net()`: the tutorial's LeNet for 3-channel images, with the Config's widths."""
+    return LeNet(classes=10, conv_features=tuple(config.conv_features),
+                 fc_features=tuple(config.fc_features))
 
 
-@aot.once
-def init_params(key: jax.Array) -> dict:
+MODEL = network(Config())  # the tutorial's own Net
+
+
+@aot.once(static_argnums=(0,))
+def init_params(model: LeNet, key: jax.Array) -> dict:
     """`Net()`'s freshly initialised parameters (PyTorch's init). One program (run eagerly, the
     initialisers' dozens of small ops would each compile, which takes seconds), compiled once
     for a quick compile (jaxnets.aot)."""
-    return MODEL.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
+    return model.init(key, jnp.zeros((1, 32, 32, 3)))["params"]
 
 
 def train_step(apply_fn):
@@ -122,7 +136,8 @@ def init_state(config: Config, key: jax.Array) -> train.TrainState:
     """`net = Net()` and `optim.SGD(net.parameters(), lr, momentum)` (PyTorch's SGD rule), or
     Adam with --optimizer adam (Adam takes no momentum)."""
     tx = optim.from_settings(config.optimizer, config.lr, momentum=config.momentum)
-    return train.TrainState.create(apply_fn=MODEL.apply, params=init_params(key), tx=tx)
+    model = network(config)
+    return train.TrainState.create(apply_fn=model.apply, params=init_params(model, key), tx=tx)
 
 
 def pick_device(config: Config) -> jax.Device:

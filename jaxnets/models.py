@@ -44,27 +44,33 @@ class LeNet(nn.Module):
     Net (62,006). Submodules are named `conv1 ... fc3` so `torch_io` keys are exactly the
     tutorial's `conv1.weight ... fc3.bias`; fc1 reads the conv features in PyTorch's NCHW
     flatten order (`flatten_nchw`) so its weight loads from a torch state_dict unchanged.
+    `conv_features` and `fc_features` are the tutorial's widths by default; other widths make
+    a wider or narrower Net of the same shape (the tutorial's PyTorch `Net` cannot load it).
     """
 
     classes: int = 10
+    conv_features: tuple[int, int] = (6, 16)    # conv1's and conv2's output channels
+    fc_features: tuple[int, int] = (120, 84)    # fc1's and fc2's outputs
     torch_init: bool = True
     conv_impl: str = "auto"         # layers.conv_impl: matmul forms on CPU, lax.conv elsewhere
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        (c1, c2), (f1, f2) = self.conv_features, self.fc_features
         if x.ndim != 4 or x.shape[1:3] != (32, 32):
-            # fc1 is 16 * 5 * 5 = 400 wide, which only 32x32 images give; Flax would build an fc1
-            # for any size (28x28 silently makes 44,426 parameters), PyTorch's Net fails here.
+            # fc1 reads c2 * 5 * 5 features, which only 32x32 images give; Flax would build an
+            # fc1 for any size (28x28 silently makes 44,426 parameters), PyTorch's Net fails here.
             raise ConfigError(f"LeNet expects NHWC images of 32x32 pixels [N, 32, 32, C] (its fc1 "
-                              f"takes 16*5*5 = 400 features), got shape {tuple(x.shape)}; pad or "
-                              "resize the images to 32x32 (transforms.Resize(32) in PyTorch)")
+                              f"takes {c2}*5*5 = {c2 * 25} features), got shape "
+                              f"{tuple(x.shape)}; pad or resize the images to 32x32 "
+                              "(transforms.Resize(32) in PyTorch)")
         conv = functools.partial(layers.Conv2d, kernel_size=5, torch_init=self.torch_init,
                                  impl=self.conv_impl)
-        x = layers.max_pool2d(nn.relu(conv(6, name="conv1")(x)), 2)
-        x = layers.max_pool2d(nn.relu(conv(16, name="conv2")(x)), 2)
+        x = layers.max_pool2d(nn.relu(conv(c1, name="conv1")(x)), 2)
+        x = layers.max_pool2d(nn.relu(conv(c2, name="conv2")(x)), 2)
         x = layers.flatten_nchw(x)
-        x = nn.relu(layers.Linear(120, torch_init=self.torch_init, name="fc1")(x))
-        x = nn.relu(layers.Linear(84, torch_init=self.torch_init, name="fc2")(x))
+        x = nn.relu(layers.Linear(f1, torch_init=self.torch_init, name="fc1")(x))
+        x = nn.relu(layers.Linear(f2, torch_init=self.torch_init, name="fc2")(x))
         return layers.Linear(self.classes, torch_init=self.torch_init, name="fc3")(x)
 
 

@@ -55,7 +55,7 @@ def _mnist_init(optimizer):
 def _lenet_init(key):
     from experiments import cifar10
 
-    return cifar10.init_params.__wrapped__(key)
+    return cifar10.init_params.__wrapped__(cifar10.MODEL, key)
 
 
 def _linear_init(key):

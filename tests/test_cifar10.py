@@ -369,3 +369,18 @@ def test_device_choice(cifar_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"--device: no {absent} here" in err
     assert not os.path.exists(tmp_path / "absent" / "metrics.json")
+
+
+def test_a_wider_net_from_the_experiment_not_the_library(cifar_dir, tmp_path):
+    """The tutorial's widths are defaults of the Config (and of models.LeNet); a learner widens
+    the network with --conv-features / --fc-features. Its state_dict has the wider shapes."""
+    metrics, _ = run_captured(config(cifar_dir, str(tmp_path), epochs=1, conv_features=(8, 20),
+                                     fc_features=(150, 90), quiet=True))
+    sd = load_file(os.path.join(str(tmp_path), "cifar_net.safetensors"))
+    assert tuple(sd["conv1.weight"].shape) == (8, 3, 5, 5)
+    assert tuple(sd["fc1.weight"].shape) == (150, 20 * 5 * 5)
+    assert tuple(sd["fc2.weight"].shape) == (90, 150)
+    assert metrics["parameters"] == sum(v.numel() for v in sd.values())
+    assert cifar10.Config().conv_features == (6, 16) and cifar10.Config().fc_features == (120, 84)
+    with pytest.raises(ConfigError, match="conv_features: takes two widths"):
+        cifar10.Config(conv_features=(6,))

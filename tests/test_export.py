@@ -77,7 +77,7 @@ def test_export_loads_into_the_tutorials_net_with_same_predictions(trained, tmp_
 
 def test_import_gives_back_identical_params(trained, tmp_path):
     path = checkpoint.export_state_dict(str(tmp_path / "net.safetensors"), {"params": trained})
-    template = cifar10.init_params(jax.random.key(99))
+    template = cifar10.init_params(cifar10.MODEL, jax.random.key(99))
     back = checkpoint.import_state_dict(path, {"params": template})["params"]
     flat_a, tree_a = jax.tree.flatten(back)
     flat_b, tree_b = jax.tree.flatten(trained)
@@ -95,7 +95,7 @@ def test_a_pytorch_trained_net_comes_in(tmp_path):
     path = str(tmp_path / "from_torch.safetensors")
     save_file(net.state_dict(), path)
     params = checkpoint.import_state_dict(path, {"params": cifar10.init_params(
-        jax.random.key(0))})["params"]
+        cifar10.MODEL, jax.random.key(0))})["params"]
     np.testing.assert_allclose(jax_logits(params, x), torch_logits(net, x), rtol=1e-5, atol=1e-5)
 
 
@@ -123,7 +123,7 @@ def test_a_pytorch_pth_comes_in_and_bf16_loads_exactly(trained, tmp_path):
     net = Net()
     net.load_state_dict(load_file(checkpoint.export_state_dict(
         str(tmp_path / "ours.safetensors"), {"params": trained})), strict=True)
-    template = {"params": cifar10.init_params(jax.random.key(0))}
+    template = {"params": cifar10.init_params(cifar10.MODEL, jax.random.key(0))}
     torch.save(net.state_dict(), tmp_path / "net.pth")
     back = checkpoint.import_state_dict(str(tmp_path / "net.pth"), template)["params"]
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(trained)):

@@ -214,3 +214,15 @@ def test_benchmark_matmul_floor_lists_the_steps_own_matmuls():
     found = sorted(canon(*d) for d in dots(jaxpr.jaxpr))
     listed = sorted(canon(m, k, n) for m, k, n, _, _ in workloads._MNIST_MATMULS)
     assert found == listed
+
+
+def test_the_hidden_size_is_the_experiments_setting():
+    """The seed's 200 hidden units are the default of the Config and of SeedMLP; a learner
+    changes them from the experiment (--hidden), not in the library."""
+    import jax
+
+    from jaxnets.models import SeedMLP
+
+    state = mnist.init_state(mnist.Config(hidden=50), jax.random.key(0))
+    assert state.params["w1"].shape == (784, 50) and state.params["w2"].shape == (50, 10)
+    assert mnist.Config().hidden == SeedMLP.hidden == 200
