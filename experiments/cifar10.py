@@ -2,6 +2,7 @@
 
     python -m experiments.cifar10                               # CIFAR-10 via tensorflow-datasets
     python -m experiments.cifar10 --data-dir DIR                # local cifar-10-batches-bin (or .tar.gz)
+    python -m experiments.cifar10 --dataset fake_cifar10        # FakeData: the pipeline, no CIFAR-10
     python -m experiments.cifar10 --weights runs/cifar10/cifar_net.safetensors   # test only
     python -m experiments.cifar10 --optimizer adam              # Adam instead of SGD + momentum
     python -m experiments.cifar10 --device gpu                  # the blitz's "training on a GPU"
@@ -37,6 +38,9 @@ from jaxnets.options import TrainOptions
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    dataset: str = cli.arg("cifar10", "dataset (fake_cifar10: FakeData, seeded random images of "
+                                      "CIFAR-10's shape: the whole pipeline without CIFAR-10)",
+                           choices=("cifar10", "fake_cifar10"))
     data_dir: str | None = cli.arg(None, "folder with CIFAR-10's binary version "
                                          "(cifar-10-batches-bin or cifar-10-binary.tar.gz); "
                                          "default: the tensorflow-datasets cache or download",
@@ -68,6 +72,7 @@ class Config:
         cli.check_positive(self, "epochs", "batch_size", "lr", "print_every")
         cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         cli.check_optimizer_takes(self, "momentum")
+        cli.check_fake_data(self)
         for name in ("conv_features", "fc_features"):
             widths = getattr(self, name)
             cli.check(len(widths) == 2 and min(widths) >= 1, name,
@@ -191,8 +196,8 @@ def running_losses(losses: np.ndarray, steps_per_epoch: int, every: int, start: 
 
 def load_data(config: Config) -> tuple[data.Dataset, data.Dataset]:
     """torchvision.datasets.CIFAR10(train=True/False) through the data layer."""
-    return (data.load("cifar10", "train", config.data_dir),
-            data.load("cifar10", "test", config.data_dir))
+    return (data.load(config.dataset, "train", config.data_dir),
+            data.load(config.dataset, "test", config.data_dir))
 
 
 def show_training_images(config: Config, train_set: data.Dataset, sampler: data.EpochSampler,

@@ -110,6 +110,12 @@ def check_optimizer_takes(config: Any, *names: str) -> None:
               "takes it")
 
 
+def check_fake_data(config: Any) -> None:
+    """ConfigError (data_dir) for a data folder given with a fake dataset, which reads none."""
+    check(not (config.dataset or "").startswith("fake_") or config.data_dir is None, "data_dir",
+          f"{config.dataset} is made up, not read: leave data_dir out, or choose a real dataset")
+
+
 def check_positive(config: Any, *names: str) -> None:
     """ConfigError unless each named field is >= 1 (ints) or a finite number > 0 (floats)."""
     types = {f.name: _field_type(f)[0] for f in dataclasses.fields(config) if f.name in names}

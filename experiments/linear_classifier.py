@@ -41,7 +41,9 @@ from jaxnets.options import TrainOptions
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    dataset: str = cli.arg("fashion_mnist", "dataset", choices=("fashion_mnist", "mnist"))
+    dataset: str = cli.arg("fashion_mnist", "dataset (fake_fashion_mnist: FakeData, seeded "
+                                            "random images of its shape)",
+                           choices=("fashion_mnist", "mnist", "fake_fashion_mnist"))
     data_dir: str | None = cli.arg(None, "folder holding the dataset's IDX files; default: known "
                                          "local installs, then the tensorflow-datasets cache or "
                                          "download", may_differ=True)
@@ -60,6 +62,7 @@ class Config:
         cli.check_positive(self, "epochs", "batch_size", "lr")
         cli.check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
         cli.check_optimizer_takes(self, "momentum")
+        cli.check_fake_data(self)
 
 
 if __name__ == "__main__":
@@ -176,6 +179,8 @@ def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset
                                        f"step ({settings_text(config)})", smooth=SMOOTH)
     baseline = REFERENCE.get(f"test accuracy, {train_set.name}",
                              REFERENCE["test accuracy, mnist"])[0]
+    if train_set.name.startswith("fake_"):   # (random images: nothing to learn)
+        baseline = f"chance, {100 / len(names):.0f}% (FakeData: random images)"
     metrics = {
         "experiment": "linear_classifier", "dataset": train_set.name,
         "data_source": train_set.source, "epochs": config.epochs,

@@ -49,8 +49,9 @@ TUTORIAL_NUMBERS = {"sgd": 0.70, "adam": 0.95}
 @dataclasses.dataclass(frozen=True)
 class Config:
     dataset: str | None = cli.arg(None, "dataset (default: mnist, falling back to a local "
-                                        "Fashion-MNIST with a notice when MNIST is unavailable)",
-                                  choices=("mnist", "fashion_mnist"))
+                                        "Fashion-MNIST with a notice when MNIST is unavailable; "
+                                        "fake_mnist: FakeData, seeded random images of MNIST's "
+                                        "shape)", choices=("mnist", "fashion_mnist", "fake_mnist"))
     data_dir: str | None = cli.arg(None, "folder with the IDX files (raw or .gz)",
                                    may_differ=True)
     optimizer: str = cli.arg("sgd", "sgd: the seed's hand-written update; adam: the seed's Adam "
@@ -67,6 +68,7 @@ class Config:
     def __post_init__(self):
         cli.check_fields(self)
         cli.check_positive(self, "steps", "batch_size", "lr", "hidden")
+        cli.check_fake_data(self)
 
 
 if __name__ == "__main__":

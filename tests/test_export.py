@@ -26,8 +26,12 @@ TUTORIAL_KEYS = {  # Net().state_dict() of the CIFAR-10 tutorial: names and PyTo
 Net = ref.tutorial_net  # the tutorial's CIFAR-10 network, verbatim
 
 
-def images(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+FAKE = D.load("fake_cifar10", "train")  # FakeData: seeded random images of CIFAR-10's shape
+
+
+def images(n: int, start: int) -> np.ndarray:
+    """n of FakeData's images, from `start` on."""
+    return FAKE.images[start:start + n]
 
 
 def jax_logits(params, x: np.ndarray) -> np.ndarray:
@@ -43,12 +47,12 @@ def torch_logits(net: nn.Module, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained():
-    """LeNet after 20 SGD steps on random labelled images (weights no longer the init's)."""
+    """LeNet after 20 SGD steps on FakeData's random labelled images (weights no longer the
+    init's)."""
     config = cifar10.Config(lr=0.01)
     init_key, data_key, train_key = jax.random.split(jax.random.key(3), 3)
     state = cifar10.init_state(config, init_key)
-    x = images(64, 0)
-    y = np.random.default_rng(1).integers(0, 10, 64).astype(np.int32)
+    x, y = FAKE.images[:64], FAKE.labels[:64]
     run_steps = train.make_run_steps(train.make_train_step(
         train.classification_loss(state.apply_fn, cifar10.preprocess)))
     start = state.params
@@ -69,7 +73,7 @@ def test_export_loads_into_the_tutorials_net_with_same_predictions(trained, tmp_
         assert f.metadata() == {"format": "pt"}
     net = Net()
     net.load_state_dict(state_dict)  # strict=True: every key present, none extra
-    x = images(32, 7)
+    x = images(32, 100)
     ours, theirs = jax_logits(trained, x), torch_logits(net, x)
     np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
     assert np.array_equal(theirs.argmax(1), ours.argmax(1))
@@ -89,7 +93,7 @@ def test_a_pytorch_trained_net_comes_in(tmp_path):
     """The other direction: the tutorial's Net, trained in PyTorch and saved with safetensors."""
     torch.manual_seed(0)
     net = Net()
-    x = images(16, 3)
+    x = images(16, 200)
     t = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).float() / 255.0 - 0.5) / 0.5
     ref.blitz_train(net, [(t, torch.arange(16) % 10)] * 3, epochs=1, lr=0.01, momentum=0.9)
     path = str(tmp_path / "from_torch.safetensors")

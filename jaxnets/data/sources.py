@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from jaxnets.data import registry
+from jaxnets.data import fake, registry
 from jaxnets.data.registry import DATASETS, SPLITS  # noqa: F401  (re-exported)
 from jaxnets.errors import DataUnavailable
 
@@ -73,7 +73,8 @@ def load(
     """Load a dataset split as uint8 NHWC images and int32 labels.
 
     Args:
-      name: a registered dataset ('mnist', 'fashion_mnist' or 'cifar10').
+      name: a registered dataset ('mnist', 'fashion_mnist' or 'cifar10'), or its fake
+        ('fake_cifar10': `jaxnets.data.fake`, torchvision's FakeData; nothing is read).
       split: 'train' or 'test'.
       data_dir: a folder holding the dataset's files; when given, it is the only place looked at.
       local_dirs: known installs to search (default: the registry's known_dirs for the dataset).
@@ -89,6 +90,11 @@ def load(
       DataError: a file is corrupt, truncated, unreadable or another dataset's (names the file
         and what is wrong).
     """
+    if fake.is_fake(name):
+        real = name.removeprefix(fake.PREFIX)
+        images, labels = fake.arrays(real, split)
+        return Dataset(name, split, images, labels, registry.entry(real).class_names,
+                       source=fake.source(real, split, len(labels)))
     entry = registry.entry(name)
     registry.check_split(split)
     names = entry.class_names
