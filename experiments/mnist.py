@@ -196,17 +196,24 @@ def first_snippet(state: train.TrainState, init_key: jax.Array) -> str:
     return f"x = randn(784); nn(x, w1, w2) before training:\n{values}"
 
 
+def rule(config: Config) -> str:
+    """The optimizer as the header and the plot name it, the seed's quirk said plainly."""
+    text = optim.label(config.optimizer, config.lr, momentum=seed_momentum(config))
+    if not optim.takes(config.optimizer, "momentum"):
+        return text
+    return text + (" (.grad zeroed each step)" if config.zero_grad else
+                   " (.grad never zeroed, as the seed wrote it)")
+
+
 def header(config: Config, train_set: data.Dataset, test_set: data.Dataset) -> str:
     """The run's first line: the data, the update rule (the seed's quirk said plainly), the
     steps."""
-    rule = optim.label(config.optimizer, config.lr, momentum=seed_momentum(config))
-    if optim.takes(config.optimizer, "momentum"):
-        rule += (": .grad zeroed each step (--zero-grad)" if config.zero_grad else
-                 ": as the seed wrote it, .grad is never zeroed, so each step subtracts lr * "
-                 "(sum of all gradients so far); --zero-grad for textbook SGD")
+    quirk = ("" if config.zero_grad or not optim.takes(config.optimizer, "momentum") else
+             ": each step subtracts lr * (sum of all gradients so far); --zero-grad for "
+             "textbook SGD")
     return (f"[mnist] {train_set.name} ({len(train_set)} train / {len(test_set)} test, from "
-            f"{train_set.source}); optimizer: {rule}; {cli.plural(config.steps, 'step')} of "
-            f"{config.batch_size}")
+            f"{train_set.source}); optimizer: {rule(config)}{quirk}; "
+            f"{cli.plural(config.steps, 'step')} of {config.batch_size}")
 
 
 def train_network(config: Config, begin: Start, train_set: data.Dataset,
@@ -229,6 +236,21 @@ def write_tensorboard(logdir: str, losses, accuracy: float, step: int) -> None:
         tb.scalar("test/accuracy", accuracy, step)
 
 
+def why_the_loss_is_high(test: dict, labels: np.ndarray) -> str:
+    """One line: why a final loss of ~4 goes with ~78% accuracy. The seed's torch.randn weights
+    make logits in the tens and hundreds, so a wrong answer costs ~20 nats of cross-entropy
+    and a right one almost none: the mean is about (1 - accuracy) x the cost of a wrong one."""
+    logits = np.asarray(test["logits"], np.float64)
+    top = logits.max(1, keepdims=True)
+    costs = (top[:, 0] + np.log(np.exp(logits - top).sum(1))) - logits[np.arange(len(labels)),
+                                                                        labels]
+    right = logits.argmax(1) == labels
+    return (f"why the loss stays high: randn weights make the logits large (median |logit| "
+            f"{np.median(np.abs(logits)):.0f}), so on the test set a wrong answer costs "
+            f"{costs[~right].mean() if (~right).any() else 0:.1f} and a right one "
+            f"{costs[right].mean() if right.any() else 0:.3f} (cross-entropy)")
+
+
 def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset, history,
                    accuracy: float, notice: str | None) -> dict:
     """metrics.json, the loss plot, TensorBoard events if asked, and the tutorial's figure next
@@ -247,9 +269,13 @@ def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset
     if config.options.tensorboard:
         write_tensorboard(config.options.tensorboard, losses, accuracy, config.steps)
     os.makedirs(out, exist_ok=True)
-    plot = plots.loss_curve(losses, os.path.join(out, "loss_curve.png"),
-                            title=f"Classifying {train_set.name} using a neural network "
-                                  f"({config.optimizer})", xlabel="time (step)", ylabel="Loss")
+    # A log axis: the loss starts in the hundreds (randn weights) and ends near 1-5, which a
+    # linear axis flattens into its bottom line.
+    plot = plots.loss_curve(losses, os.path.join(out, "loss_curve.png"), logy=True,
+                            title=f"Classifying {train_set.name} using a neural network\n"
+                                  f"{rule(config)}, {cli.plural(config.steps, 'step')} of "
+                                  f"{config.batch_size}", xlabel="time (step)",
+                            ylabel="Loss (log scale)")
     metrics["plots"] = [plot]
     path = cli.write_json(os.path.join(out, "metrics.json"), metrics)
     # The seed prints its whole loss list; ours is in metrics.json.
@@ -285,6 +311,7 @@ def run(config: Config, data: tuple[data.Dataset, data.Dataset] | None = None,
     report.say(header(config, train_set, test_set))
     state, history = train_network(config, begin, train_set, report)
     test = train.evaluate(state, test_set.images, test_set.labels, preprocess)
+    report.say(why_the_loss_is_high(test, test_set.labels))
     return report_results(config, report, train_set, history, test["accuracy"], notice)
 
 

@@ -232,7 +232,9 @@ def write_plot(config: Config, curves: dict, rel: dict) -> str:
              f"{', '.join(SAME_START)} (max rel. diff {same:.1e})": curves["autograd"],
              "sequential, PyTorch init": curves["sequential_torch_init"]}
     return plots.loss_curve(lines, os.path.join(config.options.out, "loss_curves.png"),
-                            title="Seed 002's two-layer net: sum of squared errors",
+                            title=f"Seed 002's two-layer net: sum of squared errors (lr "
+                                  f"{config.lr:g}, {cli.plural(config.epochs, 'epoch')} of "
+                                  f"{config.batch_n})",
                             xlabel="epoch (numbered from 0, as the seed prints)", ylabel="loss",
                             logy=True, first=0)
 
