@@ -201,7 +201,7 @@ def rule(config: Config) -> str:
     text = optim.label(config.optimizer, config.lr, momentum=seed_momentum(config))
     if not optim.takes(config.optimizer, "momentum"):
         return text
-    return text + (" (.grad zeroed each step)" if config.zero_grad else
+    return text + (" (.grad zeroed each step, --zero-grad)" if config.zero_grad else
                    " (.grad never zeroed, as the seed wrote it)")
 
 
