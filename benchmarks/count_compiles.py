@@ -20,6 +20,8 @@ import tempfile
 import time
 import traceback
 
+from experiments import EXPERIMENTS
+
 
 class _Names(logging.Handler):
     """Collects the names jax logs as it compiles ("Finished XLA compilation of NAME in ...")."""
@@ -73,7 +75,9 @@ def _caller() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", action="store_true", help="keep the user's compile cache")
-    parser.add_argument("module", help="e.g. experiments.mnist")
+    parser.add_argument("module", metavar="MODULE",
+                        choices=[f"experiments.{name}" for name in EXPERIMENTS],
+                        help="an experiment: " + ", ".join(f"experiments.{n}" for n in EXPERIMENTS))
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the experiment's flags")
     args = parser.parse_args(argv)
     if not args.warm:

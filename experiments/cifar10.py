@@ -243,12 +243,6 @@ class Trained(NamedTuple):
     plots: list[str]
 
 
-def settings_text(config: Config) -> str:
-    """'SGD lr 0.001 momentum 0.9, batch 4, 2 epochs': what distinguishes one run from another."""
-    return (f"{optim.label(config.optimizer, config.lr, momentum=config.momentum)}, batch "
-            f"{config.batch_size}, {cli.plural(config.epochs, 'epoch')}")
-
-
 def train_and_save(config: Config, state: train.TrainState, data_sets: tuple, keys: train.Keys,
                    device: jax.Device, report: cli.Reporter) -> Trained:
     """Show some training images, train the network, save it (`torch.save(net.state_dict(),
@@ -256,7 +250,7 @@ def train_and_save(config: Config, state: train.TrainState, data_sets: tuple, ke
     train_set, test_set = data_sets
     report.say(f"[cifar10] {len(train_set)} train / {len(test_set)} test images from "
                f"{train_set.source}; LeNet with {models.count_params(state.params):,} "
-               f"parameters; {settings_text(config)}; training on {device_text(device)}")
+               f"parameters; {cli.training_summary(config)}; training on {device_text(device)}")
     sampler = data.EpochSampler(len(train_set), config.batch_size, keys.data)
     shown, grid = show_training_images(config, train_set, sampler, report)
     state, history = train_network(config, state, train_set, sampler, keys, report)
@@ -325,7 +319,7 @@ def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset
     if len(losses):
         plot_paths.append(plots.loss_curve(
             losses, os.path.join(out, "loss_curve.png"), xlabel="mini-batch", ylabel="loss",
-            title=f"{train_set.name}: LeNet training loss ({settings_text(config)})",
+            title=f"{train_set.name}: LeNet training loss ({cli.training_summary(config)})",
             # (each loss of batch 4 alone is noise; the mean over the tutorial's print
             # interval is the trend its printed running losses show)
             smooth=config.print_every))

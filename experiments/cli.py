@@ -493,11 +493,8 @@ def cache_dir() -> str | None:
 # command running at the same time can read an entry half written (JAX then warns and compiles
 # again). A bounded folder keeps an access time beside each entry, and JAX cannot add entries
 # to a folder of entries without them (it warns on every write): hence a folder of its own,
-# `xla`; jaxnets before this used `jax`, unbounded, which can be deleted. The price: each
-# write reads every entry's access time (~66 us an entry here, so ~30 ms per compiled program
-# in a folder of 500), paid only by the programs a run compiles. (The test suite shares one
-# such folder between its parallel processes: filling it from empty took 140 s against 137 s
-# unbounded, and one folder per process was no quicker cold and missed more when warm.)
+# `xla`. The price, a read of every entry's access time per program compiled, is small
+# (benchmarks/NOTES.md).
 CACHE_MAX_BYTES = 2 * 2**30
 
 
@@ -638,6 +635,15 @@ def device_mesh(devices: int):
     from jaxnets import parallel
 
     return parallel.make_mesh(devices)
+
+
+def training_summary(config: Any) -> str:
+    """'SGD lr 0.001 momentum 0.9, batch 64, 20 epochs': what tells one run of an experiment
+    with an optimizer, a momentum, a batch size and epochs from another (headers, plot titles)."""
+    from jaxnets import optim  # (the registry imports without jax)
+
+    return (f"{optim.label(config.optimizer, config.lr, momentum=config.momentum)}, batch "
+            f"{config.batch_size}, {plural(config.epochs, 'epoch')}")
 
 
 def plural(count: int, noun: str) -> str:

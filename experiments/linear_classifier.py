@@ -176,7 +176,7 @@ def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset
                                      title=f"{train_set.name}: linear classifier (test set)")
     plot_loss = plots.loss_curve(losses, os.path.join(out, "loss_curve.png"),
                                  title=f"{train_set.name}: linear classifier, training loss per "
-                                       f"step ({settings_text(config)})", smooth=SMOOTH)
+                                       f"step ({cli.training_summary(config)})", smooth=SMOOTH)
     baseline = REFERENCE.get(f"test accuracy, {train_set.name}",
                              REFERENCE["test accuracy, mnist"])[0]
     if train_set.name.startswith("fake_"):   # (random images: nothing to learn)
@@ -202,12 +202,6 @@ def report_results(config: Config, report: cli.Reporter, train_set: data.Dataset
     ])
     report.wrote(path, plot_cm, plot_loss)
     return metrics
-
-
-def settings_text(config: Config) -> str:
-    """'SGD lr 0.001 momentum 0.9, batch 64, 20 epochs': what distinguishes one run from another."""
-    return (f"{optim.label(config.optimizer, config.lr, momentum=config.momentum)}, batch "
-            f"{config.batch_size}, {cli.plural(config.epochs, 'epoch')}")
 
 
 def load_data(config: Config) -> tuple[data.Dataset, data.Dataset]:
@@ -247,7 +241,7 @@ def run(config: Config, data: tuple[data.Dataset, data.Dataset] | None = None,
     state, printed = init_state(config, train_set, keys.init, params)
     report.say(printed)
     report.say(f"[linear_classifier] {train_set.name} ({len(train_set)} train / "
-               f"{len(test_set)} test, from {train_set.source}); {settings_text(config)}")
+               f"{len(test_set)} test, from {train_set.source}); {cli.training_summary(config)}")
     state, history = train_network(config, state, train_set, test_set, keys, report)
     tested = evaluate(state, test_set, report)
     return report_results(config, report, train_set, history, tested)

@@ -46,9 +46,9 @@ CONV_IMPLS = ("auto", "lax", "patches", "banded")
 def conv_impl(impl: str = "auto") -> str:
     """The convolution implementation `impl` stands for on the current default backend.
 
-    'auto' is a matmul formulation on CPU, where XLA's own convolution is slow (LeNet at batch
-    128 was ~20x slower than PyTorch's oneDNN, slower still inside `lax.scan`), and 'lax'
-    elsewhere (cuDNN and TPU convolutions are the fast path there). Which matmul formulation
+    'auto' is a matmul formulation on CPU, where XLA's own convolution is slow (many times
+    PyTorch's oneDNN, more so inside `lax.scan`: benchmarks/NOTES.md), and 'lax' elsewhere
+    (cuDNN and TPU convolutions are the fast path there). Which matmul formulation
     depends on the size of the work, so on CPU `conv2d` resolves 'auto' per call (see
     `_auto_matmul_impl`); this function returns 'auto' for that case.
     """
@@ -62,14 +62,10 @@ def conv_impl(impl: str = "auto") -> str:
 
 def _auto_matmul_impl(x_shape, kernel_shape, stride) -> str:
     """'banded' for stride-1 convolutions with few input channels or a large patch matrix,
-    else 'patches'.
-
-    Measured on a 2-core CPU inside LeNet's jitted training scan (benchmarks/, interleaved
-    runs): at batch 128 the patch matrix of conv1 (25x its input) makes `conv2d_patches`
-    memory-bound, and banded conv1 and conv2 took the step from ~22 to ~9 ms. At batch 4 the
-    matrices are small and the step is bound by per-op costs: banded was still faster for the
-    3-channel conv1 (~0.52 -> ~0.51 ms/step best of 7, medians 8% apart), patches for the
-    6-channel conv2 (~4%).
+    else 'patches': a large patch matrix (25x conv1's input at LeNet's batch 128) makes
+    `conv2d_patches` memory-bound, while small ones are bound by per-op costs, where the
+    fewer ops of patches win unless the input has few channels (the measurements:
+    benchmarks/NOTES.md).
     """
     kh, kw, cin, _ = kernel_shape
     n, h, w, _ = x_shape
@@ -113,8 +109,8 @@ def conv2d_patches(x: jax.Array, kernel: jax.Array, stride=(1, 1), padding=(0, 0
     [C, N, H, W] layout (each slice copies whole rows, which XLA:CPU does at memory speed; the
     NHWC order would interleave C=3 channels), and y^T [O, N*Ho*Wo] = K^T [O, kh*kw*C] @ P^T
     is a single large matmul. Its gradient is two matmuls plus the sum of the shifted slices.
-    Inside a jitted `lax.scan` on CPU (LeNet's layers) this measured 3-18x faster than XLA's
-    convolution, whose weight gradient is the slowest part; the numbers agree to float rounding.
+    On CPU this is several times quicker than XLA's convolution, whose weight gradient is the
+    slowest part (benchmarks/NOTES.md); the numbers agree to float rounding.
     """
     kh, kw, cin, cout = kernel.shape
     sh, sw = stride

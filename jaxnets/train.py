@@ -45,10 +45,9 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from jaxnets import aot, checkpoint, losses, parallel
-from jaxnets import options as run_options
 from jaxnets.data.batching import gather, to_device
 from jaxnets.errors import ConfigError, DataError, JaxnetsWarning
-from jaxnets.options import TrainOptions
+from jaxnets.options import TrainOptions, may_differ, settings
 
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, Any]]]
 
@@ -195,10 +194,7 @@ def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int =
     are the same to float rounding (XLA fuses the unrolled body differently; a resumed run
     with the same chunk partition stays bit-identical). Sub-millisecond steps can be faster
     unrolled on CPU, where each loop iteration has fixed costs (copies of the carried state,
-    the loop's own bookkeeping). Measured here: 4 made seed 000's MNIST step ~10% faster at
-    no extra compile time (experiments.mnist uses it); LeNet at batch 4 ran ~5% faster but
-    compiled ~1.4 s longer, no net gain over the tutorial's 2 epochs, and at batch 128 it was
-    ~4% slower, so experiments.cifar10 keeps 1.
+    the loop's own bookkeeping), at the price of a longer compile (benchmarks/NOTES.md).
 
     No buffer donation: callers keep their input state (resume tests and benchmarks reuse it),
     and these models are small enough that the copy costs nothing measurable.
@@ -478,8 +474,8 @@ def run_training(
     history = History()
     checkpoints = checkpoint.Checkpoints(
         options.checkpoint_dir, every=options.checkpoint_every or chunk_size,
-        keep=options.keep_checkpoints, resume=options.resume, config=run_options.settings(config),
-        may_differ=run_options.may_differ(config), name=name)
+        keep=options.keep_checkpoints, resume=options.resume, config=settings(config),
+        may_differ=may_differ(config), name=name)
     enabled = checkpoints.enabled
     if enabled:
         chunk_size = checkpoints.chunk_size(chunk_size)
