@@ -3,13 +3,7 @@
 Each rule is a `scale_by_*` GradientTransformation plus an alias that chains it with the
 learning rate, as optax does; learning rates may be optax schedules (`step -> lr`). Use them as
 `jaxnets.optim.sgd` etc.; `jaxnets.optim.by_name` picks one by its name in the registry.
-
-Which PyTorch optimizer each name equals:
-    sgd(lr, momentum, nesterov, weight_decay)   torch.optim.SGD  (optax.sgd when dampening = 0)
-    sgd(lr, momentum, dampening > 0)            torch.optim.SGD  (scale_by_torch_momentum)
-    seed_sgd(lr)                                seed 000's `w -= lr * w.grad`, .grad never zeroed
-    adam(lr, b1, b2, eps)                       torch.optim.Adam (scale_by_torch_adam)
-    newton(loss_fn, lr)                         seed 002's w = w - lr * H^-1 dL/dw (no torch optimizer)
+(Which PyTorch optimizer each equals: the table in `jaxnets.optim`.)
 """
 
 from __future__ import annotations
