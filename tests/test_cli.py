@@ -308,3 +308,4 @@ def test_generated_help_reads_like_the_docstring():
     flags = [text.index(f"\n  {flag}") for flag in ("--steps", "--out", "--checkpoint-dir",
                                                      "--devices")]
     assert flags[0] < text.index("\nrun options:") < flags[1] < flags[2] < flags[3]
+    assert text.index("\nrun options:") < text.index("\n  --no-compile-cache")
