@@ -10,20 +10,21 @@ from __future__ import annotations
 import importlib
 
 from jaxnets.errors import CheckpointError, ConfigError, DataError, DataUnavailable, JaxnetsError
+from jaxnets.options import RunOptions, TrainOptions
 
 _SUBMODULES = frozenset({
-    "aot", "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim", "parallel",
-    "plots", "resnet", "thermometer", "torch_io", "train",
+    "aot", "checkpoint", "data", "init", "layers", "losses", "metrics", "models", "optim",
+    "options", "parallel", "plots", "resnet", "thermometer", "torch_io", "train",
 })
 _FROM_TRAIN = frozenset({"TrainState", "classification_loss", "evaluate", "fit", "make_run_steps",
                          "make_train_step", "run_training", "split_keys"})
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "DataUnavailable", "JaxnetsError",
-    "TrainState", "aot", "checkpoint", "classification_loss", "data", "evaluate", "fit", "init",
-    "layers", "losses", "make_run_steps", "make_train_step", "metrics", "models", "optim",
-    "parallel", "plots", "resnet", "run_training", "split_keys", "thermometer", "torch_io",
-    "train",
+    "RunOptions", "TrainOptions", "TrainState", "aot", "checkpoint", "classification_loss",
+    "data", "evaluate", "fit", "init", "layers", "losses", "make_run_steps", "make_train_step",
+    "metrics", "models", "optim", "options", "parallel", "plots", "resnet", "run_training",
+    "split_keys", "thermometer", "torch_io", "train",
 ]
 
 
