@@ -104,8 +104,12 @@ def test_seeds_mode_runs_both_frameworks_per_seed(tmp_path, monkeypatch, fashion
             out=str(tmp_path / optimizer), progress=False)))
         assert ours[1] == pytest.approx(100 * one["test_accuracy"])
         # ...and PyTorch's is the seed's loop from torch.manual_seed(s), reproducibly
-        assert theirs[1] == pytest.approx(100 * report.torch_seed000(
-            *mnist.load_data(mnist.Config())[:2], optimizer, 1, 30))
+        from reference import seeds
+
+        train_set, test_set, _ = mnist.load_data(mnist.Config())
+        assert theirs[1] == pytest.approx(100 * seeds.seed000_seeded(
+            train_set.images, train_set.labels, test_set.images, test_set.labels, optimizer,
+            1, 30))
     md = (tmp_path / "REPRODUCTION.md").read_text()
     assert "## Distributions over 2 seeds" in md and "Mann-Whitney" in md
     assert "U = " in md and "n = 2" in md
