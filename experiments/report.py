@@ -93,10 +93,12 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 
 def torch_available(config: Config) -> bool:
+    """Whether to measure PyTorch's figures: asked for, torch installed, and the seeds' PyTorch
+    code (reference/, in a checkout of the repository) at hand."""
     if not config.torch:
         return False
     try:
-        import torch  # noqa: F401
+        import reference.seeds  # noqa: F401  (imports torch)
     except ImportError:
         return False
     return True

@@ -125,14 +125,16 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, fashion):
     small = (dc.replace(train_set, images=train_set.images[:500], labels=train_set.labels[:500]),
              dc.replace(test_set, images=test_set.images[:200], labels=test_set.labels[:200]))
     assert isinstance(small[0], D.Dataset)
-    base = {"batch_size": 64, "progress": False}
-    full = lc.run(lc.Config(epochs=3, **base,
-                            options=TrainOptions(out=str(tmp_path / "full"))), data=small)
+    def options(out, **kw):
+        return TrainOptions(out=str(tmp_path / out), progress=False, **kw)
+
+    full = lc.run(lc.Config(epochs=3, batch_size=64, options=options("full")), data=small)
     ckdir = str(tmp_path / "ck")
-    lc.run(lc.Config(epochs=1, **base, options=TrainOptions(out=str(tmp_path / "a"),
-                                                             checkpoint_dir=ckdir)), data=small)
-    resumed = lc.run(lc.Config(epochs=3, **base, options=TrainOptions(
-        out=str(tmp_path / "b"), checkpoint_dir=ckdir, resume=True)), data=small)
+    lc.run(lc.Config(epochs=1, batch_size=64, options=options("a", checkpoint_dir=ckdir)),
+           data=small)
+    resumed = lc.run(lc.Config(epochs=3, batch_size=64,
+                               options=options("b", checkpoint_dir=ckdir, resume=True)),
+                     data=small)
     np.testing.assert_array_equal(resumed["losses"], full["losses"])
     assert resumed["test_accuracy"] == full["test_accuracy"]
     # Every history metrics.json carries is restored: per_epoch holds epochs 1-3, as in one go.
