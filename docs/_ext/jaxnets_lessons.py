@@ -93,16 +93,99 @@ def pair_cells(app: Sphinx, doctree: nodes.document) -> None:
         parent.extend(new)
 
 
+_SCOPES = (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp)
+
+
+def _loads(node: ast.AST) -> set[str]:
+    """Names an expression or simple statement reads in the cell's own scope (inner scopes:
+    lambdas and comprehensions are left to `symtable`)."""
+    found, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            found.add(n.id)
+        elif isinstance(n, _SCOPES):
+            if not isinstance(n, ast.Lambda):   # a comprehension's first iterable is read here
+                todo.append(n.generators[0].iter)
+            continue
+        todo.extend(ast.iter_child_nodes(n))
+    return found
+
+
+def _stores(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and
+            isinstance(n.ctx, (ast.Store, ast.Del))}
+
+
+def _top_level_reads(statements: list[ast.stmt], bound: set[str], read: set[str]) -> None:
+    """Walk statements in order: what each reads before the cell has bound it."""
+    def use(node):
+        read.update(_loads(node) - bound)
+
+    for st in statements:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for d in st.decorator_list + getattr(st, "bases", []):
+                use(d)
+            if not isinstance(st, ast.ClassDef):
+                for d in st.args.defaults + st.args.kw_defaults:
+                    if d is not None:
+                        use(d)
+            bound.add(st.name)
+        elif isinstance(st, (ast.For, ast.AsyncFor)):
+            use(st.iter)
+            bound.update(_stores(st.target))
+            _top_level_reads(st.body + st.orelse, bound, read)
+        elif isinstance(st, (ast.While, ast.If)):
+            use(st.test)
+            _top_level_reads(st.body + st.orelse, bound, read)
+        elif isinstance(st, (ast.With, ast.AsyncWith)):
+            for item in st.items:
+                use(item.context_expr)
+                if item.optional_vars is not None:
+                    bound.update(_stores(item.optional_vars))
+            _top_level_reads(st.body, bound, read)
+        elif isinstance(st, ast.Try):
+            _top_level_reads(st.body, bound, read)
+            for h in st.handlers:
+                if h.type is not None:
+                    use(h.type)
+                if h.name:
+                    bound.add(h.name)
+                _top_level_reads(h.body, bound, read)
+            _top_level_reads(st.orelse + st.finalbody, bound, read)
+        elif isinstance(st, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in st.names)
+        elif isinstance(st, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            if st.value is not None:
+                use(st.value)
+            targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            for t in targets:
+                if isinstance(st, ast.AugAssign) or not isinstance(t, (ast.Name, ast.Tuple,
+                                                                        ast.List)):
+                    use(t)   # x += 1, w.grad = ..., a[i] = ... read what they write into
+                else:
+                    use_inner = [e for e in ast.walk(t) if isinstance(e, (ast.Attribute,
+                                                                          ast.Subscript))]
+                    for e in use_inner:
+                        use(e)
+                bound.update(_stores(t))
+        else:
+            use(st)
+            bound.update(_stores(st))
+
+
 def _names(code: str) -> tuple[dict[str, str | None], set[str]]:
     """What a cell's Python source binds at the top level ({name: the module, for an import;
-    None otherwise}) and the top-level names it reads without binding them (functions'
-    parameters and locals excluded: `symtable` knows the scopes). IPython-only lines (magics,
+    None otherwise}) and the top-level names it reads before binding them: in the cell's own
+    scope in statement order, and in its functions, lambdas and comprehensions (`symtable`
+    knows their scopes) any top-level name the cell does not bind. IPython-only lines (magics,
     shell escapes) are skipped."""
     lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
     source = "\n".join(lines)
+    tree = ast.parse(source)
     table = symtable.symtable(source, "<cell>", "exec")
     modules = {}
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 modules[a.asname or a.name.split(".")[0]] = a.name if a.asname else \
@@ -112,16 +195,18 @@ def _names(code: str) -> tuple[dict[str, str | None], set[str]]:
                 modules[a.asname or a.name] = f"{node.module}.{a.name}"
     bound = {sym.get_name(): modules.get(sym.get_name()) for sym in table.get_symbols()
              if sym.is_assigned() or sym.is_imported() or sym.is_namespace()}
-    read = {sym.get_name() for sym in table.get_symbols() if sym.is_referenced()}
+    read: set[str] = set()
+    _top_level_reads(tree.body, set(), read)
+    inner: set[str] = set()
 
     def free(t: symtable.SymbolTable) -> None:
         for child in t.get_children():
-            read.update(sym.get_name() for sym in child.get_symbols()
-                        if sym.is_global() and sym.is_referenced())
+            inner.update(sym.get_name() for sym in child.get_symbols()
+                         if sym.is_global() and sym.is_referenced())
             free(child)
 
     free(table)
-    return bound, read - set(bound) - set(dir(builtins))
+    return bound, (read | (inner - set(bound))) - set(dir(builtins))
 
 
 def check_sides(app: Sphinx | None, docname: str, source: list[str]) -> None:
