@@ -336,6 +336,10 @@ def run_section(section: Section, seed: int = 0, out: str | None = None) -> Run:
             shown.append(_shown(args))
         real_print(*args, **kwargs)
 
+    # While it stands in for print, it is builtins.print to pickle too (a snippet may pickle
+    # an object that names print; loading that gives the real one).
+    recording_print.__module__, recording_print.__qualname__ = "builtins", "print"
+
     def displayhook(value):   # the REPL's echo of an expression statement, recorded
         if value is not None:
             shown.append(value)
