@@ -58,8 +58,7 @@ from jaxnets.errors import JaxnetsError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSONS = os.path.join(ROOT, "docs", "lessons")
 PREAMBLE = "preamble"
-HIDDEN = {"remove-cell", "remove-input", "remove-output", "hide-cell", "hide-input",
-          "hide-output"}
+HIDDEN = {"remove-cell"}   # what may sit between a pair (myst-nb drops it before pairing)
 KEY_LITERAL = re.compile(r"jax\.random\.key\((\d+)\)")
 OUT_LINE = re.compile(r"^out = .*$", re.MULTILINE)
 
@@ -103,30 +102,42 @@ def _heading_text(markdown: str) -> str:
 
 def _options(lines: list[str], where: str) -> tuple[dict, list[str]]:
     """A code cell's options (`:key: value` lines or a `---` YAML block) and the lines after
-    them, as jupytext's MyST reader splits them."""
-    if lines and lines[0].startswith("---"):
-        rest = lines[1:]
-        end = next((i for i, line in enumerate(rest) if re.match(r"^-{3,}", line)), None)
-        block, body = (rest, []) if end is None else (rest[:end], rest[end + 1:])
-        text = textwrap.dedent("\n".join(block))
-    elif lines and lines[0].lstrip().startswith(":"):
-        n = next((i for i, line in enumerate(lines) if not line.lstrip().startswith(":")),
-                 len(lines))
-        text, body = "\n".join(line.lstrip()[1:] for line in lines[:n]), lines[n:]
-    else:
-        return {}, lines
+    them, split as jupytext's MyST reader splits the fence's content."""
+    content = "\n".join(lines) + "\n" if lines else ""
+    block = None
+    if content.startswith("---"):
+        content = "\n".join(content.splitlines()[1:])
+        match = re.search(r"^-{3,}", content, re.MULTILINE)
+        block, content = ((content[:match.start()], content[match.end() + 1:]) if match
+                          else (content, ""))
+        block = textwrap.dedent(block)
+    elif content.lstrip().startswith(":"):
+        rest = content.splitlines()
+        n = next((i for i, line in enumerate(rest) if not line.lstrip().startswith(":")),
+                 len(rest))
+        block, content = "\n".join(line.lstrip()[1:] for line in rest[:n]), "\n".join(rest[n:])
     try:
-        options = yaml.safe_load(text) or {}
+        options = (yaml.safe_load(block) or {}) if block is not None else {}
     except yaml.YAMLError as e:
         raise SnippetError(f"{where}: the cell's options are not valid YAML: {e}") from e
-    return options, body
+    return options, content.splitlines()
 
 
 def read_cells(text: str, where: str = "<page>") -> list[Cell]:
     """The top-level `{code-cell}` cells of a MyST notebook, in order (fences of other kinds,
     and what is inside them, are skipped), each with the anchor of the heading above it."""
+    return _parse(text, where)[0]
+
+
+def headings(text: str) -> list[tuple[str, str]]:
+    """(title, anchor) of a MyST page's headings of levels 1-3, the ones MyST anchors."""
+    return _parse(text, "<page>")[1]
+
+
+def _parse(text: str, where: str) -> tuple[list[Cell], list[tuple[str, str]]]:
     lines = text.splitlines()
     cells: list[Cell] = []
+    titles: list[tuple[str, str]] = []
     slugs: set[str] = set()
     anchor = ""
     i = 0
@@ -137,11 +148,13 @@ def read_cells(text: str, where: str = "<page>") -> list[Cell]:
         fence = _FENCE.match(line)
         heading = _HEADING.match(line)
         if heading and len(heading.group(1)) <= 3:
-            slug = github_slug(_heading_text(heading.group(2)))
+            title = _heading_text(heading.group(2))
+            slug = github_slug(title)
             anchor, n = slug, 1
             while anchor in slugs:
                 anchor, n = f"{slug}-{n}", n + 1
             slugs.add(anchor)
+            titles.append((title, anchor))
         if not fence:
             i += 1
             continue
@@ -155,7 +168,7 @@ def read_cells(text: str, where: str = "<page>") -> list[Cell]:
                 body = body[1:]
             cells.append(Cell("\n".join(body), options, i + 1, anchor))
         i = end + 1
-    return cells
+    return cells, titles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,10 +207,9 @@ def _check_cell(page: str, cell: Cell, name: str) -> None:
         raise SnippetError(f"{where}: does not parse: {e}") from e
 
 
-def _load_page(path: str, tour: str) -> tuple[str | None, list[Section]]:
+def _load_page(path: str, text: str, tour: str) -> tuple[str | None, list[Section]]:
     page = os.path.relpath(path, ROOT).replace(os.sep, "/")
-    with open(path, encoding="utf-8") as f:
-        cells = read_cells(f.read(), page)
+    cells = read_cells(text, page)
     preamble = None
     found: list[tuple[Cell, str]] = []
     for index, cell in enumerate(cells):
@@ -254,12 +266,15 @@ def load(tour: str, lessons: str | None = None) -> tuple[Section, ...]:
         raise LessonsMissing(
             f"the tour prints the lesson pages' cells, and there are none in {lessons}: run it "
             "from a checkout of jaxnets (git clone, then python -m experiments.<tour> there)")
-    paths = [os.path.join(lessons, f) for f in names]
-    stamp = (tour, lessons, tuple((p, os.stat(p).st_mtime_ns) for p in paths))
+    texts = {}
+    for f in names:
+        with open(os.path.join(lessons, f), encoding="utf-8") as file:
+            texts[os.path.join(lessons, f)] = file.read()
+    stamp = (tour, lessons, hash(tuple(texts.items())))
     if stamp not in _CACHE:
         sections: list[Section] = []
-        for path in paths:
-            sections += _load_page(path, tour)[1]
+        for path, text in texts.items():
+            sections += _load_page(path, text, tour)[1]
         seen: set[str] = set()
         for s in sections:
             if s.name in seen:
