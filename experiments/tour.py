@@ -47,7 +47,7 @@ import re
 import sys
 import tempfile
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import yaml  # (flax's dependency: the pages' cell options are YAML)
 
@@ -282,7 +282,8 @@ def load(tour: str, lessons: str | None = None) -> tuple[Section, ...]:
             seen.add(s.name)
         if not sections:
             raise SnippetError(f"no cell of {lessons} belongs to the {tour} tour")
-        _CACHE.clear()
+        if len(_CACHE) > 8:
+            _CACHE.clear()
         _CACHE[stamp] = tuple(sections)
     return _CACHE[stamp]
 
@@ -338,9 +339,20 @@ def _shown(args: tuple):
     return args[0] if len(args) == 1 else args
 
 
+_SCRATCH: list[str] = []
+
+
+def scratch() -> str:
+    """A temporary folder for the files of sections run without an --out (one per process)."""
+    if not _SCRATCH:
+        _SCRATCH.append(tempfile.mkdtemp(prefix="jaxnets-tour-"))
+    return _SCRATCH[0]
+
+
 def run_section(section: Section, seed: int = 0, out: str | None = None) -> Run:
-    """Run the section's cell line by line in a fresh console after the page's preamble."""
-    out = out if out is not None else tempfile.mkdtemp(prefix="jaxnets-tour-")
+    """Run the section's cell line by line in a fresh console after the page's preamble (its
+    files go to `out`, by default a temporary folder)."""
+    out = out if out is not None else scratch()
     console = _Console()   # a fresh namespace: {'__name__': '__console__', '__doc__': None}
     shown: list = []       # what the snippet showed: print() arguments, the echoed value
     echoes: list[int] = []
@@ -451,7 +463,7 @@ def section_text(section: Section, run: Run) -> str:
 def call(section: Section, seed: int = 0, out: str | None = None) -> tuple[dict, str]:
     """Run one section by itself (what tests do): (values, the text the tour prints for it,
     its page's preamble first)."""
-    out = out if out is not None else tempfile.mkdtemp(prefix="jaxnets-tour-")
+    out = out if out is not None else scratch()
     run = run_section(section, seed, out)
     return run.values, preamble_text(section, seed, out) + "\n" + section_text(section, run)
 

@@ -182,7 +182,7 @@ def test_the_anchors_are_the_sites_and_mysts():
     for name in ("tensors", "autograd"):
         for section in tour.load(name):
             with open(os.path.join(ROOT, section.page), encoding="utf-8") as f:
-                titles = dict((anchor, title) for title, anchor in tour.headings(f.read()))
+                titles = {anchor: title for title, anchor in tour.headings(f.read())}
             title = titles[section.anchor]
             assert slugs.github_slugify(title) == section.anchor == make_id(title), (
                 f"{section.where}: name the heading {title!r} with letters, digits, spaces and "
