@@ -23,7 +23,9 @@ project = "jaxnets lessons"
 author = "the jaxnets authors"
 copyright = "2026, the jaxnets authors (MIT); the tutorials' code: see NOTICE"
 
-extensions = ["myst_nb", "sphinx_design", "jaxnets_lessons"]
+# sphinx-mathjax-offline: MathJax served from the site itself (the default loads it from a CDN,
+# so formulas stay raw text offline and the browser logs the failed requests).
+extensions = ["myst_nb", "sphinx_design", "sphinx-mathjax-offline", "jaxnets_lessons"]
 exclude_patterns = ["_build", "WRITING.md", "reproduction/**", "**/.ipynb_checkpoints"]
 # JAXNETS_DOCS_ONLY=01_mnist,02_tensors builds only those lessons (and the index): a quick loop
 # while writing a page. The full site is built without it.
@@ -41,6 +43,7 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True       # a failed check shows its traceback in the build log
 nb_execution_timeout = 600        # per cell; the whole site builds in under 5 minutes here
 nb_merge_streams = True
+nb_output_stderr = "warn"         # anything a cell prints to stderr (a warning) fails the build
 
 html_theme = "sphinx_book_theme"
 html_title = "jaxnets: PyTorch tutorials, side by side in JAX"

@@ -654,7 +654,7 @@ def markdown(rows: list[Row], runs: dict[str, dict], config: Config,
 
 def run(config: Config) -> dict:
     """Run the experiments, write REPRODUCTION.md and reproduction.json; return the report."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # (tqdm.auto warns in a notebook without ipywidgets)
 
     names = config.only or NAMES
     rows: list[Row] = []

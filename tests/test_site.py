@@ -9,7 +9,8 @@ given one:
 (`.ci/run` does both.) Without `--site` these tests are skipped, saying how to run them.
 
 Every HTML page of the site is opened from a loopback HTTP server. On each: no uncaught
-JavaScript error and no console error, every image has loaded (natural width > 0). On each lesson:
+JavaScript error, no console error and no request outside the site (it must work offline),
+every image has loaded (natural width > 0). On each lesson:
 the PyTorch | JAX tabs start on JAX, one click on "PyTorch" switches every pair of the page (and
 only the PyTorch cells are then visible), one click on "JAX" switches them all back, and the
 page's notebook download (`<page>.ipynb`) is served. A screenshot of the seed 000 lesson is kept
@@ -84,6 +85,11 @@ def _open(browser, url: str):
     page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
             if m.type == "error" else None)
+    # Everything a page needs comes from the site itself (MathJax included): a request
+    # elsewhere is a page that breaks offline.
+    home = url.split("/", 3)[:3]
+    page.on("request", lambda r: errors.append(f"request outside the site: {r.url}")
+            if r.url.split("/", 3)[:3] != home and not r.url.startswith("data:") else None)
     page.goto(url, wait_until="load")
     return page, errors
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
 import os
-import shutil
 import symtable
 
 from docutils import nodes
@@ -287,7 +287,27 @@ def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
             continue
         dst = os.path.join(app.outdir, docname + ".ipynb")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(src, dst)
+        with open(src, encoding="utf-8") as f:
+            notebook = json.load(f)
+        for cell in notebook["cells"]:
+            if cell.get("outputs"):
+                cell["outputs"] = _merged_streams(cell["outputs"])
+        with open(dst, "w", encoding="utf-8") as f:
+            json.dump(notebook, f, indent=1, ensure_ascii=False)
+
+
+def _merged_streams(outputs: list[dict]) -> list[dict]:
+    """A cell's outputs as the page shows them: with `nb_merge_streams`, myst-nb puts all of a
+    cell's stdout (and stderr) into its first stream output of that name, but leaves the later
+    ones in the executed notebook, where they would show twice."""
+    seen, kept = set(), []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            if out.get("name") in seen:
+                continue
+            seen.add(out.get("name"))
+        kept.append(out)
+    return kept
 
 
 def setup(app: Sphinx) -> dict:
