@@ -116,3 +116,25 @@ def test_a_training_page_has_the_loop_its_scan_and_the_command(page, command):
     assert any("jax.lax.scan(" in s for s in code), "the loop as one lax.scan"
     assert any(re.search(rf"\b{command}\.run\(", s) for s in code), \
         f"the tie to experiments.{command}.run"
+
+
+def test_the_name_check_sees_a_function_reading_a_rebound_global():
+    """A Flax module defined in a jax cell reads `nn` when it runs; a pytorch cell rebinding
+    `nn` to torch.nn before the module is used is reported (at the use)."""
+    head = ("---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n"
+            "  display_name: Python 3\n  language: python\n  name: python3\n---\n\n")
+    cell = "```{{code-cell}} ipython3\n:tags: [{}]\n{}\n```\n\n"
+    page = head + "".join(cell.format(*c) for c in [
+        ("pytorch", "import torch"),
+        ("jax", "import flax.linen as nn\nclass Net(nn.Module):\n    @nn.compact\n"
+                "    def __call__(self, x):\n        return nn.Dense(3)(x)"),
+        ("pytorch", "import torch.nn as nn"),
+        ("jax", "model = Net()")])
+    warnings = []
+    log = type("Log", (), {"warning": staticmethod(lambda m, **kw: warnings.append(m))})()
+    saved, jaxnets_lessons.LOGGER = jaxnets_lessons.LOGGER, log
+    try:
+        jaxnets_lessons.check_sides(None, "page", [page])
+    finally:
+        jaxnets_lessons.LOGGER = saved
+    assert len(warnings) == 1 and "'Net'" in warnings[0] and "'nn'" in warnings[0], warnings

@@ -174,12 +174,13 @@ def _top_level_reads(statements: list[ast.stmt], bound: set[str], read: set[str]
             bound.update(_stores(st))
 
 
-def _names(code: str) -> tuple[dict[str, str | None], set[str]]:
+def _names(code: str) -> tuple[dict[str, str | None], set[str], dict[str, set[str]]]:
     """What a cell's Python source binds at the top level ({name: the module, for an import;
-    None otherwise}) and the top-level names it reads before binding them: in the cell's own
+    None otherwise}); the top-level names it reads before binding them: in the cell's own
     scope in statement order, and in its functions, lambdas and comprehensions (`symtable`
-    knows their scopes) any top-level name the cell does not bind. IPython-only lines (magics,
-    shell escapes) are skipped."""
+    knows their scopes) any top-level name the cell does not bind; and, for each function or
+    class it defines, the global names its body reads when it is called later. IPython-only
+    lines (magics, shell escapes) are skipped."""
     lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
     source = "\n".join(lines)
     tree = ast.parse(source)
@@ -206,7 +207,18 @@ def _names(code: str) -> tuple[dict[str, str | None], set[str]]:
             free(child)
 
     free(table)
-    return bound, (read | (inner - set(bound))) - set(dir(builtins))
+
+    def globals_of(t: symtable.SymbolTable) -> set[str]:
+        names = {sym.get_name() for sym in t.get_symbols()
+                 if sym.is_global() and sym.is_referenced()}
+        for child in t.get_children():
+            names |= globals_of(child)
+        return names
+
+    deferred = {child.get_name(): globals_of(child) - set(dir(builtins))
+                for child in table.get_children()
+                if child.get_type() in ("function", "class") and child.get_name() in bound}
+    return bound, (read | (inner - set(bound))) - set(dir(builtins)), deferred
 
 
 def check_sides(app: Sphinx | None, docname: str, source: list[str]) -> None:
@@ -220,28 +232,60 @@ def check_sides(app: Sphinx | None, docname: str, source: list[str]) -> None:
     notebook = jupytext.reads(source[0], fmt="md:myst")
     last: dict[str, tuple[str | None, str | None, int]] = {}  # name -> (side, module, cell)
     own: dict[tuple[str, str], str | None] = {}               # (side, name) -> module
+    # A function or class defined on one side reads its globals when it runs, perhaps cells
+    # later: name -> (the defining cell's side, the globals its body reads).
+    deferred: dict[str, tuple[str | None, set[str]]] = {}
+
+    def clash(side: str, name: str) -> tuple[str, int] | None:
+        """(the other side, its cell) when `name`'s latest binding is the other side's."""
+        other, module, where = last.get(name, (None, None, -1))
+        if other is None or other == side:
+            return None
+        if module is not None and own.get((side, name), module) == module:
+            return None  # the same module either way
+        return other, where
+
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
         tags = set(cell.metadata.get("tags", []))
         side = "pytorch" if "pytorch" in tags else "jax" if "jax" in tags else None
-        bound, read = _names(cell.source)
+        bound, read, defined = _names(cell.source)
+        first = cell.source.splitlines()[0] if cell.source else ""
         for name in sorted(read) if side is not None else ():
-            other, module, where = last.get(name, (None, None, -1))
-            if other is None or other == side:
-                continue
-            if module is not None and own.get((side, name), module) == module:
-                continue  # the same module either way
-            first = cell.source.splitlines()[0] if cell.source else ""
-            LOGGER.warning(
-                f"the {side} cell starting {first!r} reads {name!r}, which the {other} cell "
-                f"{where} bound last: both run in one kernel, so it would get the {other} "
-                f"value; keep the {side} value under its own name in a hidden cell and give "
-                "it back before this cell", location=(docname, None))
+            found = clash(side, name)
+            if found is not None:
+                LOGGER.warning(
+                    f"the {side} cell starting {first!r} reads {name!r}, which the {found[0]} "
+                    f"cell {found[1]} bound last: both run in one kernel, so it would get the "
+                    f"{found[0]} value; keep the {side} value under its own name in a hidden "
+                    "cell and give it back before this cell", location=(docname, None))
+        for name in sorted(read):   # calls of functions defined earlier, by any cell
+            owner, todo = deferred.get(name, (None, set()))
+            todo, seen = set(todo), set()
+            while owner is not None and todo:
+                g = todo.pop()
+                if g in seen:
+                    continue
+                seen.add(g)
+                # (a cell of the owner's side that binds g itself is taken to bind it first)
+                found = None if (g in bound and side == owner) else clash(owner, g)
+                if found is not None:
+                    LOGGER.warning(
+                        f"the cell starting {first!r} uses {name!r}, defined in a {owner} cell, "
+                        f"which reads the global {g!r} when it runs; the {found[0]} cell "
+                        f"{found[1]} bound {g!r} last, so it would get the {found[0]} value: "
+                        f"give {g!r} back in a hidden cell first, or use another name",
+                        location=(docname, None))
+                if g in deferred and deferred[g][0] == owner:
+                    todo |= deferred[g][1]
         for name, module in bound.items():
             last[name] = (side, module, index)
             if side is not None:
                 own[(side, name)] = module
+            deferred.pop(name, None)
+        for name, names in defined.items():
+            deferred[name] = (side, names)
 
 
 def _is_notebook(app: Sphinx, docname: str) -> bool:
