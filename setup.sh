@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up jaxnets on this machine: real offline data where apt is usable, then the Python packages.
 #   ./setup.sh         runtime: jax, flax, optax, tensorflow-datasets, ... (pip install -e .)
-#   ./setup.sh --dev   also the test extra: pytest, ruff and torch for the parity tests
+#   ./setup.sh --dev   also the test and docs extras: pytest, ruff, torch for the parity tests,
+#                      the lessons site's Sphinx stack, and Debian's chromium for its browser test
 # torch: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu ./setup.sh --dev installs PyTorch's
 # CPU build from that index; without it torch==2.13.0 is installed (a local CPU wheel on our
 # machines; on PyPI's Linux index it is the CUDA build).
@@ -37,23 +38,28 @@ PY
 }
 
 # Fashion-MNIST (real images, same IDX format as MNIST) from Debian, so the experiments and tests
-# have real data offline. Skipped where apt is not usable (not root, not Debian).
-if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  stage "[1/3] Fashion-MNIST already in /usr/share/datasets/fashion-mnist"
+# have real data offline; with --dev also Debian's chromium, for the lessons site's browser test.
+# Skipped where apt is not usable (not root, not Debian).
+DEBS=""
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || DEBS="dataset-fashion-mnist"
+[ "${1:-}" = "--dev" ] && ! [ -x /usr/bin/chromium ] && DEBS="$DEBS chromium"
+DEBS="${DEBS# }"
+if [ -z "$DEBS" ]; then
+  stage "[1/3] Debian packages already installed (Fashion-MNIST in /usr/share/datasets/fashion-mnist)"
 elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  stage "[1/3] installing Debian's dataset-fashion-mnist (apt-get update + install)"
+  stage "[1/3] installing Debian's $DEBS (apt-get update + install)"
   # The lock timeout covers a lock taken between our probe and apt's own.
   if wait_for_apt_locks \
      && apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null \
      && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-          dataset-fashion-mnist >/dev/null; then
-    stage "[1/3] Fashion-MNIST installed"
+          $DEBS >/dev/null; then
+    stage "[1/3] $DEBS installed"
   else
-    echo "setup: warning: could not install dataset-fashion-mnist; experiments will need" \
-         "--data-dir or internet" >&2
+    echo "setup: warning: could not install $DEBS; experiments will need --data-dir or" \
+         "internet, and the site's browser test /usr/bin/chromium" >&2
   fi
 else
-  stage "[1/3] skipping Debian's dataset-fashion-mnist (needs root and apt-get)"
+  stage "[1/3] skipping Debian's $DEBS (needs root and apt-get)"
 fi
 
 if [ "${1:-}" = "--dev" ]; then
@@ -66,10 +72,10 @@ if [ "${1:-}" = "--dev" ]; then
           "(TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for the CPU build elsewhere)"
     "$PY" -m pip install torch==2.13.0
   fi
-  stage "[3/3] installing jaxnets with the test extra (pip install -e \".[dev]\")"
+  stage "[3/3] installing jaxnets with the test and docs extras (pip install -e \".[dev]\")"
   "$PY" -m pip install -e ".[dev]"
 else
-  stage "[2/3] no test extra (./setup.sh --dev adds pytest, ruff and torch)"
+  stage "[2/3] no test extra (./setup.sh --dev adds pytest, ruff, torch and the docs stack)"
   stage "[3/3] installing jaxnets and its dependencies (pip install -e .)"
   "$PY" -m pip install -e .
 fi

@@ -27,6 +27,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--site", default=None, metavar="DIR",
+                     help="a built lessons site (python -m sphinx -W -b html docs DIR) for "
+                          "tests/test_site.py's browser tests")
+
+
 @pytest.fixture(scope="session")
 def fashion():
     """(train, test) Fashion-MNIST Datasets from the local Debian install (setup.sh installs it)."""

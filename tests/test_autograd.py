@@ -11,14 +11,16 @@ import torch
 from torch.autograd import Variable
 
 from experiments import autograd as A
-from experiments.tour import call
+from experiments import tour
 from jaxnets import optim
 from jaxnets import thermometer as thermo
 from jaxnets.errors import ConfigError
 
 
 def values(name, seed=0):
-    vals, text = call(next(s for s in A.SECTIONS if s.name == name), seed)
+    """A section's values: its JAX cell (docs/lessons/03_autograd.md, 09_optim.md) run as
+    `python -m experiments.autograd` runs it."""
+    vals, text = tour.call(tour.find("autograd", name), seed)
     assert text.strip()
     return vals
 
@@ -245,7 +247,15 @@ def test_newton_section_one_step_on_least_squares_and_log_f():
     np.testing.assert_allclose(th["newton_params"], th["least_squares"], rtol=2e-4)
     np.testing.assert_allclose(th["newton_params_step2"], th["newton_params"], rtol=2e-4)
     assert float(th["newton_loss"]) < 2.9277 < float(th["gd_loss_100"])
-    near, far = th["log_f"][-1.0], th["log_f"][-1.5]
+    tp = torch.tensor([1.0, 0.0], requires_grad=True)
+    opt = torch.optim.SGD([tp], lr=1e-4)
+    for _ in range(100):
+        opt.zero_grad()
+        torch_thermometer_loss(tp).backward()
+        opt.step()
+    close(th["gd_params_100"], tp, rtol=1e-5)
+    runs = values("newton_log_f")["log_f"]
+    near, far = runs[-1.0], runs[-1.5]
     assert 1 <= near["newton_steps"] < near["gd_steps"]
     assert far["newton_steps"] is None and abs(float(far["newton_end"])) < 1e-3
     assert far["gd_steps"] is not None
@@ -264,7 +274,8 @@ def test_cli(tmp_path, capsys):
     assert "vjp" in capsys.readouterr().out
     assert A.main(["--section", "variable", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "=== [variable] PyTorch:" in out and "[vjp]" not in out
+    assert "## [variable] PyTorch:\n##     from torch.autograd import Variable" in out
+    assert "[vjp]" not in out and "## explained in docs/lessons/03_autograd.md#variable" in out
     with open(tmp_path / "metrics.json") as f:
         saved = json.load(f)
     assert saved["sections"]["variable"]["x_grad"] == [2.0]

@@ -44,7 +44,7 @@ def test_help(module, capsys):
 
 def test_code_links_name_a_symbol_defined_in_the_file():
     """Code links name a symbol, not a line number (lines move): [`name`](file.py) where the file
-    defines `name` (def, class or assignment), or [`Section("name"`](file.py) for a tour entry."""
+    defines `name` (def, class or assignment)."""
     assert not re.findall(r"\]\([^)]+\.py#L\d+\)", README), "link by symbol, not line number"
     links = re.findall(r"\[`([^`]+)`\]\(([^)#]+\.py)\)", README)
     assert len(links) >= 15
@@ -52,12 +52,21 @@ def test_code_links_name_a_symbol_defined_in_the_file():
         if symbol == path:  # a link to the file itself
             continue
         text = (ROOT / path).read_text()
-        if symbol.startswith("Section("):
-            assert symbol in text, f"README links {symbol} to {path}, which has no such section"
-        else:
-            defined = rf"^\s*(def|class) {re.escape(symbol)}\b|^{re.escape(symbol)}\s*[:=]"
-            assert re.search(defined, text, re.MULTILINE), (
-                f"README links {symbol} to {path}, which does not define it")
+        defined = rf"^\s*(def|class) {re.escape(symbol)}\b|^{re.escape(symbol)}\s*[:=]"
+        assert re.search(defined, text, re.MULTILINE), (
+            f"README links {symbol} to {path}, which does not define it")
+
+
+def test_lesson_links_name_a_heading_of_the_page():
+    """[text](docs/lessons/page.md#anchor): the page has a heading with that anchor (as MyST and
+    the built site name it)."""
+    from experiments import tour
+
+    links = re.findall(r"\]\((docs/lessons/[^)#]+\.md)#([^)]+)\)", README)
+    assert len(links) >= 7
+    for path, anchor in links:
+        anchors = [a for _, a in tour.headings((ROOT / path).read_text())]
+        assert anchor in anchors, f"README links {path}#{anchor}; its headings: {anchors}"
 
 
 def test_relative_links_exist():

@@ -1,4 +1,5 @@
-"""The tensor tour against PyTorch: each snippet run in torch and in JAX, values and dtypes compared.
+"""The tensor tour against PyTorch: each section (a JAX cell of docs/lessons/02_tensors.md or
+10_save_load.md, run as `python -m experiments.tensors` runs it) against torch, values and dtypes.
 
 Where JAX's default dtype differs (64-bit types off), the check is the documented mapping
 `jax_dtype_for`. Random snippets are checked for shape, dtype and distribution.
@@ -22,9 +23,8 @@ from jaxnets.errors import ConfigError
 from jaxnets.options import RunOptions
 
 
-def values(name, seed=0, out="runs/test_tensors"):
-    section = next(s for s in T.SECTIONS if s.name == name)
-    vals, text = tour.call(section, seed, out)
+def values(name, seed=0, out=None):
+    vals, text = tour.call(tour.find("tensors", name), seed, out)
     assert text.strip()
     return vals
 
@@ -261,7 +261,7 @@ def test_section_values_do_not_depend_on_which_sections_run(tmp_path):
     alone = T.run(T.Config(section="abs",
                            options=RunOptions(out=str(tmp_path / "a"), progress=False)))
     full = T.run(T.Config(options=RunOptions(out=str(tmp_path / "b"), progress=False)))
-    assert list(alone) == ["abs"] and list(full) == [s.name for s in T.SECTIONS]
+    assert list(alone) == ["abs"] and list(full) == [s.name for s in tour.load("tensors")]
     np.testing.assert_array_equal(alone["abs"]["x"], full["abs"]["x"])
     with open(tmp_path / "b" / "metrics.json") as f:
         saved = json.load(f)
@@ -272,11 +272,13 @@ def test_section_values_do_not_depend_on_which_sections_run(tmp_path):
 def test_cli_list_section_and_bad_section(tmp_path, capsys):
     assert T.main(["--list", "--out", str(tmp_path)]) == 0
     listed = capsys.readouterr().out
-    assert all(s.name in listed for s in T.SECTIONS) and "torch.cat" in listed
+    assert all(f"{s.name}  " in listed and s.where in listed for s in tour.load("tensors"))
+    assert "docs/lessons/02_tensors.md#joining" in listed
     assert not os.path.exists(tmp_path / "metrics.json")
     assert T.main(["--section", "cat", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "=== [cat] PyTorch: torch.cat" in out and "[add]" not in out
+    assert "## [cat] PyTorch:\n##     # (not in the seed: the blitz's code for torch.cat)" in out
+    assert "[add]" not in out and "## explained in docs/lessons/02_tensors.md#joining" in out
     assert T.main(["--section", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--section: unknown section 'nope'" in err and len(err.strip().splitlines()) == 1
@@ -291,6 +293,7 @@ def test_save_model_safetensors_load_into_torch_and_whole_model_pickles_are_refu
 
     v = values("save_model", out=str(tmp_path))
     assert v["path"] == str(tmp_path / "model.safetensors") and v["same_outputs"] is True
+    assert values("pickle", out=str(tmp_path))["pickle_names_print"] is True
     with open(tmp_path / "model.json") as f:
         assert json.load(f) == v["config"] == {"in_features": 1000, "hidden": 100, "out": 10}
     net = torch.nn.Sequential(torch.nn.Linear(1000, 100), torch.nn.ReLU(),
