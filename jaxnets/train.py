@@ -308,7 +308,10 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
           chunk_size: int, progress: bool, desc: str, mesh: Mesh | None,
           after_chunk: Callable[[TrainState], None], interrupt: _Interrupt | None = None):
     """Run `run_steps` chunk by chunk from state.step to num_steps, recording into `history`."""
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # (tqdm.auto, imported in a Jupyter kernel without ipywidgets, warns on stderr)
+        from tqdm import tqdm
 
     start = int(state.step)
     if mesh is not None:
