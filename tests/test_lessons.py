@@ -138,3 +138,23 @@ def test_the_name_check_sees_a_function_reading_a_rebound_global():
     finally:
         jaxnets_lessons.LOGGER = saved
     assert len(warnings) == 1 and "'Net'" in warnings[0] and "'nn'" in warnings[0], warnings
+
+
+def test_the_seeds_map_links_every_lesson_to_sections_that_exist():
+    """docs/seeds.md: every step of every seed names a page section; each link's page exists and
+    has a heading with that anchor (as MyST names it), and every lesson is linked."""
+    from experiments import tour
+
+    text = (DOCS / "seeds.md").read_text()
+    assert [f"## Seed 00{n}" for n in range(5)] == re.findall(r"^## Seed 00\d", text, re.M)
+    links = re.findall(r"\]\((lessons/[^)#]+\.md)(?:#([^)]+))?\)", text)
+    assert len(links) >= 100
+    for path, anchor in links:
+        page = DOCS / path
+        assert page.is_file(), path
+        if anchor:
+            anchors = [a for _, a in tour.headings(page.read_text())]
+            assert anchor in anchors, f"{path}#{anchor}: no such heading; it has {anchors}"
+    assert {p.name for p in LESSONS} == {Path(p).name for p, _ in links}
+    for line in re.findall(r"^\| (?!step|---).*", text, re.M):
+        assert "](lessons/" in line, f"a step without a place: {line}"
