@@ -22,6 +22,7 @@ A loss function has the signature
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -68,16 +69,28 @@ class TrainState(struct.PyTreeNode):
                    apply_fn=apply_fn, tx=tx)
 
 
+# The number of classes of classification_loss's logits, noted while a train step is traced
+# (shapes are static), so that _loop can check the dataset's labels against it once, on the
+# host, before the first step runs: no check inside the compiled loop.
+_CLASSES_SEEN: contextvars.ContextVar[list | None] = contextvars.ContextVar("classes_seen",
+                                                                            default=None)
+
+
 def classification_loss(apply_fn: Callable, preprocess: Callable = lambda x: x,
                         loss: Callable = losses.cross_entropy) -> LossFn:
     """Cross-entropy (by default) of `apply_fn({'params': p}, preprocess(image))` vs. label.
 
     The batch is a dict with 'image', 'label' and optionally 'mask' (padded examples count 0).
+    Labels must be integers in 0..classes-1: `fit`/`run_training` check the dataset's once
+    before training (a DataError), `losses.cross_entropy` says what happens inside jit.
     """
 
     def loss_fn(params, model_state, batch, key):
         del key
         logits = apply_fn({"params": params, **model_state}, preprocess(batch["image"]))
+        seen = _CLASSES_SEEN.get()
+        if seen is not None:
+            seen.append(logits.shape[-1])
         mask = batch.get("mask")
         value = loss(logits, batch["label"], weights=mask)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -127,6 +140,23 @@ def _split_seed(seed):
 class Loop(aot.Program):
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])`, jitted, with its
     ahead-of-time compiled executables kept per input signature (exact compile seconds)."""
+
+    # the class count its classification_loss traced with (None: no such loss, or not traced)
+    label_classes: int | None = None
+
+
+def _compiled_noting_classes(run_steps: Loop, *args) -> tuple[Callable, float]:
+    """`run_steps.compiled(*args)`, noting the class count of a classification_loss traced on
+    the way (a second compile of the same Loop may not trace again: the count is kept)."""
+    seen: list[int] = []
+    token = _CLASSES_SEEN.set(seen)
+    try:
+        compiled = run_steps.compiled(*args)
+    finally:
+        _CLASSES_SEEN.reset(token)
+    if seen:
+        run_steps.label_classes = min(seen)
+    return compiled
 
 
 def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int = 1) -> Loop:
@@ -311,6 +341,9 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
     from tqdm.auto import tqdm
 
     start = int(state.step)
+    # The labels, once, on the host (before a mesh may spread them over processes), checked
+    # against the class count once the first compile has traced the loss.
+    labels = np.asarray(jax.device_get(data["label"])) if "label" in data else None
     if mesh is not None:
         state, data, key = parallel.replicate((state, data, key), mesh)
     # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes).
@@ -324,8 +357,11 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
             if mesh is not None:
                 parallel.check_batch_size(idx.shape[-1], mesh)
                 idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
-            executable, seconds = run_steps.compiled(state, data, idx, mask, key)
+            executable, seconds = _compiled_noting_classes(run_steps, state, data, idx, mask, key)
             history.compile_seconds += seconds
+            if labels is not None and run_steps.label_classes is not None:
+                losses.check_labels(labels, run_steps.label_classes, "the training data's labels")
+                labels = None  # checked
             t0 = time.perf_counter()
             state, metrics = executable(state, data, idx, mask, key)
             metrics = jax.device_get(metrics)

@@ -63,7 +63,7 @@ def _checkpoints(config: Config) -> checkpoint.Checkpoints:
 def _recipe(lr: float, hidden: int, seed: int):
     """(initial state, train_step), made once per recipe so its compiled loop is reused."""
     keys = train.split_keys(seed)
-    model = SeedMLP(hidden=hidden)
+    model = SeedMLP(hidden=hidden, in_features=12)
     params = model.init(keys.init, jnp.zeros((1, 12)))["params"]
     state = train.TrainState.create(model.apply, params, optax.sgd(lr, momentum=0.9))
     return state, train.make_train_step(train.classification_loss(model.apply, lambda x: x / 10))
