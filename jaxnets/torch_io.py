@@ -227,12 +227,16 @@ def _check_pth_zip(path: str) -> None:
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({e}); expected a "
                                   "file written by torch.save(model.state_dict())") from None
+    packed = [e for e in entries
+              if e.compress_type != zipfile.ZIP_STORED or e.file_size != e.compress_size]
+    if packed:
+        big = max(packed, key=lambda e: e.file_size)
+        raise CheckpointError(
+            f"{path}: {len(packed)} of its entries are compressed ({big.filename!r}: "
+            f"{big.compress_size:,} bytes that expand to {big.file_size:,}); torch.save never "
+            "compresses, so this file was not written by it: load it in PyTorch and "
+            "torch.save(model.state_dict()) again")
     for e in entries:
-        if e.compress_type != zipfile.ZIP_STORED or e.file_size != e.compress_size:
-            raise CheckpointError(
-                f"{path}: entry {e.filename!r} is compressed ({e.compress_size:,} bytes that "
-                f"expand to {e.file_size:,}); torch.save never compresses, so this file was not "
-                "written by it: load it in PyTorch and torch.save(model.state_dict()) again")
         if e.header_offset + e.compress_size > size:
             raise CheckpointError(f"{path}: entry {e.filename!r} declares {e.file_size:,} bytes "
                                   "past the end of the file; the file is cut or damaged, get it "
