@@ -388,6 +388,10 @@ def fit(state: TrainState, run_steps: Loop, data: Mapping[str, jax.Array], sampl
 
     Returns:
       (final state, History of the steps run).
+
+    Raises:
+      DataError: `data['label']` holds a label outside 0..classes-1 of the classification_loss
+        the step was traced with (checked once on the host, before the first step runs).
     """
     history = History(resumed_step=int(state.step))
     state = _loop(state, run_steps, data, sampler, num_steps, key, history,
@@ -445,7 +449,8 @@ def run_training(
       exact compile and train seconds of this process).
 
     SIGINT/SIGTERM stop the run after the current chunk, once the pending checkpoint write has
-    landed (KeyboardInterrupt / SystemExit(143)).
+    landed (KeyboardInterrupt / SystemExit(143)). Labels outside 0..classes-1 are a DataError
+    before the first step, as in `fit`.
     """
     mesh = parallel.make_mesh(devices) if devices != 1 else None
     run_steps = make_run_steps(train_step, mesh, unroll)

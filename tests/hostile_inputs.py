@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -323,14 +324,24 @@ def run_case(tree, kind, what, timeout=120, memory="6G"):
         cmd = [sys.executable, "-c", PY_PRELUDE.replace("{code}", what)]
     env = {**os.environ, "PYTHONPATH": tree, "JAX_PLATFORMS": "cpu"}
     t0 = time.time()
-    try:
-        p = subprocess.run(["prlimit", f"--as={_bytes(memory)}", *cmd], cwd=tree, env=env,
-                           capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return "hang", f"still running after {timeout} s", time.time() - t0
-    lines = [line for line in p.stderr.splitlines() if line.strip()
+    with tempfile.NamedTemporaryFile("r") as rss:
+        # GNU time writes the peak resident memory (KiB) of the case into `rss`; a session of
+        # its own, so a case that hangs is killed with everything it started
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name, "prlimit",
+                              f"--as={_bytes(memory)}", *cmd], cwd=tree, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            return "hang", f"still running after {timeout} s", time.time() - t0, None
+        peak = rss.read().strip().splitlines()
+    peak_mib = int(peak[-1]) // 1024 if peak and peak[-1].isdigit() else None
+    lines = [line for line in stderr.splitlines() if line.strip()
              and "PytestBenchmarkWarning" not in line]
-    return _classify(kind, p.returncode, lines, p.stdout), lines, time.time() - t0
+    return _classify(kind, p.returncode, lines, stdout), lines, time.time() - t0, peak_mib
 
 
 def _bytes(text):
@@ -363,14 +374,14 @@ def main():
     for section, name, kind, what, expect in cases(f):
         if args.only and args.only not in name:
             continue
-        outcome, lines, seconds = run_case(args.tree, kind, what)
+        outcome, lines, seconds, peak = run_case(args.tree, kind, what)
         if outcome.startswith(("exit 0", "returned")):
             outcome = ("correct result" if expect != "error" and (
                 expect == "exit 0" or expect in outcome) else "wrong result")
         counts[outcome] = counts.get(outcome, 0) + 1
         detail = (lines[-1] if isinstance(lines, list) and lines else
                   outcome if isinstance(lines, list) else str(lines))
-        print(f"[{section}] {name}\n    -> {outcome} ({seconds:.0f} s): "
+        print(f"[{section}] {name}\n    -> {outcome} ({seconds:.0f} s, peak {peak} MiB): "
               f"{textwrap.shorten(detail, 220)}", flush=True)
     print("\ncases:", sum(counts.values()), counts)
     subprocess.run(["rm", "-rf", tmp], check=False)
