@@ -34,10 +34,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
-
-import jax.numpy as jnp
 
 from jaxnets import atomic
 from jaxnets.data import bounded

@@ -48,8 +48,7 @@ def gz_bomb(path, head, zeros_mib):
     member = gzip.compress(bytes(MiB), 9)
     with open(path, "wb") as f:
         f.write(gzip.compress(head, 9))
-        for _ in range(zeros_mib):
-            f.write(member)
+        f.writelines(member for _ in range(zeros_mib))
 
 
 def idx_dir(path, size_train=28, size_test=28, n=64, gz=False):
@@ -184,7 +183,8 @@ def make_files(tmp):
     # 6.
     d = idx_dir(os.path.join(tmp, "twins_differ"))
     raw = os.path.join(d, "train-images-idx3-ubyte")
-    data = bytearray(open(raw, "rb").read())
+    with open(raw, "rb") as src:
+        data = bytearray(src.read())
     data[-1] ^= 1
     with open(raw + ".gz", "wb") as out:
         out.write(gzip.compress(bytes(data)))
@@ -226,7 +226,7 @@ print("RESULT", repr(result)[:300])
 
 def cases(f):
     """(section, name, kind, argv-or-code, expected: 'error' or a substring of the result)."""
-    out = lambda n: os.path.join(f["tmp"], "out", n)  # noqa: E731
+    out = lambda n: os.path.join(f["tmp"], "out", n)
     cl = []
 
     def cli(section, name, argv, expect="error"):

@@ -50,8 +50,7 @@ def _gz_bomb(path, head: bytes, zeros_mib: int) -> str:
     member = gzip.compress(bytes(MiB), 9)
     with open(path, "wb") as f:
         f.write(gzip.compress(head, 9))
-        for _ in range(zeros_mib):
-            f.write(member)
+        f.writelines(member for _ in range(zeros_mib))
     return str(path)
 
 

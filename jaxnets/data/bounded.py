@@ -98,17 +98,21 @@ def check_fits_memory(path: str, declared: int, what: str = "data",
                     f"this machine's {_gib(memory)} of memory; the file is corrupt, get it again")
 
 
-def read_up_to(stream: BinaryIO, size: int, prefix: bytes = b"") -> bytes:
-    """`prefix` + at most `size` bytes of `stream`, read in pieces (fewer only at the end of the
-    stream): memory grows with the bytes that come, not with the size asked for."""
-    parts, left = [prefix], size
-    while left > 0:
-        part = stream.read(min(left, PIECE))
-        if not part:
+def read_up_to(stream: BinaryIO, size: int, prefix: bytes = b"") -> np.ndarray:
+    """`prefix` + at most `size` bytes of `stream` (fewer only where the stream ends), as a
+    uint8 array read in place in pieces: np.empty's pages are only used as bytes arrive, so a
+    header that declares more than comes costs what comes, and nothing is copied (joining
+    pieces would hold everything twice)."""
+    out = np.empty(len(prefix) + size, np.uint8)
+    out[: len(prefix)] = np.frombuffer(prefix, np.uint8)
+    view, got = memoryview(out), len(prefix)
+    while got < len(out):
+        n = stream.readinto(view[got : got + PIECE])
+        if not n:
             break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
+        got += n
+    view.release()
+    return out[:got]
 
 
 def present(path: str) -> bool:
@@ -126,7 +130,7 @@ class Gunzip:
         self.compressed = size_of(f)
         self._gz = gzip.GzipFile(fileobj=f, mode="rb")
 
-    def read(self, size: int, prefix: bytes = b"") -> bytes:
+    def read(self, size: int, prefix: bytes = b"") -> np.ndarray:
         try:
             return read_up_to(self._gz, size, prefix)
         except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
@@ -143,7 +147,7 @@ class Gunzip:
     def check_ends(self, declared: int) -> None:
         """Refuse a stream that goes on past the `declared` bytes already read (a gzip bomb, or
         two files in one); reading one byte more also checks the stream's CRC at its end."""
-        if self.read(1):
+        if self.read(1).size:
             raise DataError(f"{self.path}: the data goes on past the {declared:,} bytes its "
                             "header declares; the file is corrupt or not the dataset's, get it "
                             "again")
@@ -166,8 +170,8 @@ def read_rows(path: str | os.PathLike, delimiter: str | None,
             raise DataError(f"{path}: {_gib(size)} of text, too large to parse in this machine's "
                             f"{_gib(memory)} of memory (it takes about 3 times the file); split "
                             "it, or store the numbers in a binary format")
-        data = read_up_to(f, size)
-    if not data.strip():
+        data = read_up_to(f, size).tobytes()
+    if not data or data.isspace():
         raise DataError(f"{path}: is empty; it must hold one example per line (rows of numbers)")
     try:
         with warnings.catch_warnings():

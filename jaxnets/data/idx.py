@@ -20,9 +20,10 @@ from jaxnets.errors import DataError
 _UINT8 = 0x08
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """A regular file's bytes, gunzipped when it is gzip data, no more than its IDX header
-    declares (the header is read first, then exactly its data); errors name the file."""
+def read_bytes(path: str | os.PathLike) -> np.ndarray:
+    """A regular file's bytes (uint8 array), gunzipped when it is gzip data, no more than its
+    IDX header declares (the header is read first, then exactly its data); errors name the
+    file."""
     path = os.fspath(path)
     with bounded.open_regular(path) as f:
         if f.read(2) == bounded.GZIP_MAGIC:
@@ -47,10 +48,10 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 def _read_header(path: str, read) -> tuple[bytes, int]:
     """(the IDX header read with `read`, the total size it declares: header + data). A header
     that is not IDX's gives `parse_idx`'s errors."""
-    head = read(4)
+    head = bytes(read(4))
     if len(head) < 4 or head[:3] != bytes([0, 0, _UINT8]):
         parse_idx(head, path)  # raises the right error (too short, bad magic)
-    header = head + read(4 * head[3])
+    header = head + bytes(read(4 * head[3]))
     if len(header) < 4 + 4 * head[3]:
         raise DataError(f"{path}: truncated header ({len(header)} bytes)")
     return header, len(header) + math.prod(_dims(header))
@@ -65,22 +66,23 @@ def _wrong_length(name: str, length: int, dims: tuple[int, ...], expected: int) 
             "the file is truncated or corrupt, get it again")
 
 
-def parse_idx(data: bytes, name: str = "<bytes>", ndim: int | None = None) -> np.ndarray:
+def parse_idx(data: bytes | np.ndarray, name: str = "<bytes>",
+              ndim: int | None = None) -> np.ndarray:
     """Parse IDX bytes into a uint8 array, checking magic number, dimensions and length."""
     if len(data) < 4:
         raise DataError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
     if data[0] != 0 or data[1] != 0 or data[2] != _UINT8:
         raise DataError(
-            f"{name}: bad magic number 0x{data[:4].hex()} (expected 0x000008NN for uint8 IDX); "
+            f"{name}: bad magic number 0x{bytes(data[:4]).hex()} (expected 0x000008NN for uint8 IDX); "
             "is this an MNIST-style IDX file?"
         )
-    nd = data[3]
+    nd = int(data[3])
     if ndim is not None and nd != ndim:
         raise DataError(f"{name}: has {nd} dimensions, expected {ndim}")
     header = 4 + 4 * nd
     if len(data) < header:
         raise DataError(f"{name}: truncated header ({len(data)} bytes)")
-    dims = _dims(data[:header])
+    dims = _dims(bytes(data[:header]))
     # Python integers: numpy's int64 product wraps around for huge dimensions (2^31 x 2^31 x 4
     # is 0 mod 2^64), which made a corrupt header pass this check.
     expected = header + math.prod(dims)
