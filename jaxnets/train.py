@@ -359,8 +359,9 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
                 idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
             executable, seconds = _compiled_noting_classes(run_steps, state, data, idx, mask, key)
             history.compile_seconds += seconds
-            if labels is not None and run_steps.label_classes is not None:
-                losses.check_labels(labels, run_steps.label_classes, "the training data's labels")
+            classes = getattr(run_steps, "label_classes", None)
+            if labels is not None and classes is not None:
+                losses.check_labels(labels, classes, "the training data's labels")
                 labels = None  # checked
             t0 = time.perf_counter()
             state, metrics = executable(state, data, idx, mask, key)

@@ -1,7 +1,8 @@
 """Opening and reading input files: regular files only, and never more bytes than they declare.
 
-Every reader of jaxnets (IDX, CIFAR-10 binary, text tables, PyTorch weights) opens its files
-here, so the rules hold everywhere at once:
+Every reader of jaxnets opens its files here (IDX, CIFAR-10 binary and its archive, text
+tables), or checks them here before handing the path to its own library (safetensors, torch's
+.pth: `jaxnets.torch_io`), so the rules hold everywhere at once:
 
 - only regular files: a FIFO would block the open (or the read) forever and a device such as
   /dev/zero never ends; both are refused with one line naming the path. The open itself does
@@ -170,7 +171,7 @@ def read_rows(path: str | os.PathLike, delimiter: str | None,
             raise DataError(f"{path}: {_gib(size)} of text, too large to parse in this machine's "
                             f"{_gib(memory)} of memory (it takes about 3 times the file); split "
                             "it, or store the numbers in a binary format")
-        data = read_up_to(f, size).tobytes()
+        data = f.read(size)  # a regular file: no more than the size it declared when opened
     if not data or data.isspace():
         raise DataError(f"{path}: is empty; it must hold one example per line (rows of numbers)")
     try:

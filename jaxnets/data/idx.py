@@ -72,10 +72,8 @@ def parse_idx(data: bytes | np.ndarray, name: str = "<bytes>",
     if len(data) < 4:
         raise DataError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
     if data[0] != 0 or data[1] != 0 or data[2] != _UINT8:
-        raise DataError(
-            f"{name}: bad magic number 0x{bytes(data[:4]).hex()} (expected 0x000008NN for uint8 IDX); "
-            "is this an MNIST-style IDX file?"
-        )
+        raise DataError(f"{name}: bad magic number 0x{bytes(data[:4]).hex()} (expected "
+                        "0x000008NN for uint8 IDX); is this an MNIST-style IDX file?")
     nd = int(data[3])
     if ndim is not None and nd != ndim:
         raise DataError(f"{name}: has {nd} dimensions, expected {ndim}")
