@@ -168,6 +168,18 @@ def test_raw_idx_larger_than_declared_is_refused_unread(tmp_path):
     assert peak < 2, peak
 
 
+def test_short_raw_idx_is_called_short_from_its_size(tmp_path, monkeypatch):
+    """A raw file's size is known before its data is read: a short one is 'wrong length', said
+    from the size, whatever its header declares (here more than the machine's memory)."""
+    path = str(tmp_path / "x")
+    with open(path, "wb") as f:
+        f.write(_idx_header(2**20, 28, 28) + bytes(100))
+    monkeypatch.setattr(bounded, "memory_bytes", lambda: 4096)
+    with pytest.raises(DataError, match=r"x: wrong length 116 bytes for dimensions \(1048576, 28, "
+                       r"28\) \(expected 822083600\)"):
+        idx.read_idx(path)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "dangling"])
 def test_idx_path_that_is_not_a_regular_file(tmp_path, kind):
     """Found (not "no files there") and refused by name, without blocking on a FIFO."""
@@ -226,6 +238,10 @@ def test_cifar_archive_members_bounded_by_their_headers(tmp_path, monkeypatch):
     err, peak = _peak_mib(D.load, "cifar10", "test", str(tmp_path))
     assert isinstance(err, DataError) and "declares 921,900 bytes" in str(err), err
     assert peak < 1, peak
+    # a member's length is judged from its tar header, before it is read (or its size weighed)
+    _tar_gz(tmp_path / cifar.ARCHIVE, {"test_batch.bin": record * 300 + b"xy"})
+    with pytest.raises(DataError, match=r"tar.gz:test_batch.bin: wrong length 921902 bytes"):
+        D.load("cifar10", "test", str(tmp_path))
 
 
 def test_text_tables_bounded_and_regular(tmp_path, monkeypatch):
