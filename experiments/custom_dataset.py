@@ -88,13 +88,10 @@ class MyDataset:
 
 
 def _read_rows(path: str, delimiter: str | None) -> np.ndarray:
-    """A text file of numbers as float32[lines, columns]; a bad file is a one-line DataError."""
-    try:
-        return np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e}); check the path") from None
-    except ValueError as e:
-        raise DataError(f"{path}: not rows of numbers ({e}); one example per line") from None
+    """A text file of numbers as float32[lines, columns] (`data.read_rows`: a regular file of a
+    size this machine can parse, not empty, all numbers finite); a bad file is a one-line
+    DataError."""
+    return data.read_rows(path, delimiter)
 
 
 def write_example_files(config: Config, key: jax.Array) -> tuple[str, str]:

@@ -16,19 +16,40 @@ from jaxnets import layers
 from jaxnets.errors import ConfigError
 
 
+def check_features(model: str, x: jax.Array, features: int, takes: str, fix: str,
+                   given: tuple[int, ...] | None = None) -> None:
+    """ConfigError unless the last axis of `x` holds `features` values. Flax sizes a weight from
+    its first input, so a model declaring its input size checks it: otherwise [N, 28, 28, 1]
+    images build a w1 of shape (1, 200) and train without a word, and params made for 784
+    features meet 1024 as Flax's ScopeParamShapeError. Shapes are static: checked when traced,
+    nothing is added to the compiled program. `given`: the shape to name, if not x's."""
+    if x.ndim == 0 or x.shape[-1] != features:
+        got = f"{x.shape[-1] if x.ndim else 0} per example" if given is not None else ""
+        raise ConfigError(f"{model} takes {takes}, got shape "
+                          f"{tuple(x.shape) if given is None else tuple(given)}"
+                          f"{f' ({got})' if got else ''}; {fix}")
+
+
 class SeedMLP(nn.Module):
     """Seed 000's network: `relu(x @ w1) @ w2`, no biases, weights drawn with torch.randn.
 
-    w1: [784, hidden], w2: [hidden, classes], both standard normal (not a scaled init: the
-    tutorial's `torch.randn(784, 200)` is what makes its SGD run land near 70%).
+    w1: [in_features, hidden], w2: [hidden, classes], both standard normal (not a scaled init:
+    the tutorial's `torch.randn(784, 200)` is what makes its SGD run land near 70%). The input
+    is rows of `in_features` values (the seed's flattened 28x28 images, `[N, 784]`, or one
+    `[784]` vector); anything else is a ConfigError, not a network of another size.
     """
 
     hidden: int = 200
     classes: int = 10
+    in_features: int = 784
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        w1 = self.param("w1", nn.initializers.normal(1.0), (x.shape[-1], self.hidden))
+        check_features("SeedMLP", x, self.in_features,
+                       f"rows of {self.in_features} features ([N, {self.in_features}])",
+                       "flatten the images first (data.flatten: torch's flatten(start_dim=1)), "
+                       f"of {self.in_features} pixels each, or build SeedMLP(in_features=...)")
+        w1 = self.param("w1", nn.initializers.normal(1.0), (self.in_features, self.hidden))
         w2 = self.param("w2", nn.initializers.normal(1.0), (self.hidden, self.classes))
         return nn.relu(x @ w1) @ w2
 
@@ -78,15 +99,23 @@ class LinearClassifier(nn.Module):
     """Seed 004's model: `fc1(x.reshape(x.size(0), -1))`, 784 -> classes with a bias.
 
     The reshape keeps the batch axis and flattens the rest, so it takes [N, 28, 28, 1] images or
-    [N, 784] rows alike (NHWC and NCHW flatten identically when C = 1).
+    [N, 784] rows alike (NHWC and NCHW flatten identically when C = 1); other sizes are a
+    ConfigError (PyTorch's `nn.Linear(784, 10)` refuses them too).
     """
 
     classes: int = 10
     torch_init: bool = True
+    in_features: int = 784
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.reshape(x.shape[0], -1)
+        flat = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x
+        check_features("LinearClassifier", flat, self.in_features,
+                       f"{self.in_features} values per example ([N, 28, 28, 1] images or "
+                       f"[N, {self.in_features}] rows)",
+                       f"the images must have {self.in_features} pixels (28x28 for 784), or "
+                       "build LinearClassifier(in_features=...)", given=x.shape)
+        x = flat
         return layers.Linear(self.classes, torch_init=self.torch_init, name="fc1")(x)
 
 

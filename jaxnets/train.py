@@ -22,6 +22,7 @@ A loss function has the signature
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -118,11 +119,20 @@ def apply_model(apply_fn: Callable, variables: Any, images: jax.Array) -> jax.Ar
                         param="data") from None
 
 
+# The number of classes of classification_loss's logits, noted while a train step is traced
+# (shapes are static), so that _loop can check the dataset's labels against it once, on the
+# host, before the first step runs: no check inside the compiled loop.
+_CLASSES_SEEN: contextvars.ContextVar[list | None] = contextvars.ContextVar("classes_seen",
+                                                                            default=None)
+
+
 def classification_loss(apply_fn: Callable, preprocess: Callable = lambda x: x,
                         loss: Callable = losses.cross_entropy) -> LossFn:
     """Cross-entropy (by default) of `apply_fn({'params': p}, preprocess(image))` vs. label.
 
     The batch is a dict with 'image', 'label' and optionally 'mask' (padded examples count 0).
+    Labels must be integers in 0..classes-1: `fit`/`run_training` check the dataset's once
+    before training (a DataError), `losses.cross_entropy` says what happens inside jit.
     """
 
     def loss_fn(params, model_state, batch, key):
@@ -130,6 +140,9 @@ def classification_loss(apply_fn: Callable, preprocess: Callable = lambda x: x,
         check_batch_keys(batch)
         logits = apply_model(apply_fn, {"params": params, **model_state},
                              preprocess(batch["image"]))
+        seen = _CLASSES_SEEN.get()
+        if seen is not None:
+            seen.append(logits.shape[-1])
         mask = batch.get("mask")
         value = loss(logits, batch["label"], weights=mask)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -179,6 +192,23 @@ def _split_seed(seed):
 class Loop(aot.Program):
     """`run_steps(state, data, idx[T,B], mask[T,B], key) -> (state, metrics[T])`, jitted, with its
     ahead-of-time compiled executables kept per input signature (exact compile seconds)."""
+
+    # the class count its classification_loss traced with (None: no such loss, or not traced)
+    label_classes: int | None = None
+
+
+def _compiled_noting_classes(run_steps: Loop, *args) -> tuple[Callable, float]:
+    """`run_steps.compiled(*args)`, noting the class count of a classification_loss traced on
+    the way (a second compile of the same Loop may not trace again: the count is kept)."""
+    seen: list[int] = []
+    token = _CLASSES_SEEN.set(seen)
+    try:
+        compiled = run_steps.compiled(*args)
+    finally:
+        _CLASSES_SEEN.reset(token)
+    if seen:
+        run_steps.label_classes = min(seen)
+    return compiled
 
 
 def make_run_steps(train_step: Callable, mesh: Mesh | None = None, unroll: int = 1) -> Loop:
@@ -362,6 +392,9 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
     from tqdm import tqdm  # (tqdm.auto warns in a notebook without ipywidgets)
 
     start = int(state.step)
+    # The labels, once, on the host (before a mesh may spread them over processes), checked
+    # against the class count once the first compile has traced the loss.
+    labels = np.asarray(jax.device_get(data["label"])) if "label" in data else None
     if mesh is not None:
         state, data, key = parallel.replicate((state, data, key), mesh)
     # disable=None: tqdm switches itself off when stderr is not a terminal (CI logs, pipes).
@@ -375,8 +408,12 @@ def _loop(state, run_steps: Loop, data, sampler, num_steps: int, key, history: H
             if mesh is not None:
                 parallel.check_batch_size(idx.shape[-1], mesh)
                 idx, mask = parallel.shard_batch((idx, mask), mesh, batch_axis=1)
-            executable, seconds = run_steps.compiled(state, data, idx, mask, key)
+            executable, seconds = _compiled_noting_classes(run_steps, state, data, idx, mask, key)
             history.compile_seconds += seconds
+            classes = getattr(run_steps, "label_classes", None)
+            if labels is not None and classes is not None:
+                losses.check_labels(labels, classes, "the training data's labels")
+                labels = None  # checked
             t0 = time.perf_counter()
             state, metrics = executable(state, data, idx, mask, key)
             metrics = jax.device_get(metrics)
@@ -403,6 +440,10 @@ def fit(state: TrainState, run_steps: Loop, data: Mapping[str, jax.Array], sampl
 
     Returns:
       (final state, History of the steps run).
+
+    Raises:
+      DataError: `data['label']` holds a label outside 0..classes-1 of the classification_loss
+        the step was traced with (checked once on the host, before the first step runs).
     """
     check_batch_keys(data, getattr(run_steps, "batch_keys", ()))
     history = History(resumed_step=int(state.step))
@@ -464,7 +505,8 @@ def run_training(
       exact compile and train seconds of this process).
 
     SIGINT/SIGTERM stop the run after the current chunk, once the pending checkpoint write has
-    landed (KeyboardInterrupt / SystemExit(143)).
+    landed (KeyboardInterrupt / SystemExit(143)). Labels outside 0..classes-1 are a DataError
+    before the first step, as in `fit`.
     """
     options = TrainOptions(out=os.curdir) if options is None else options  # (out: unused here)
     check_batch_keys(data, getattr(train_step, "batch_keys", ()))

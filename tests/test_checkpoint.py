@@ -66,7 +66,7 @@ def _data(n: int = 64):
 def _recipe(lr: float, hidden: int, seed: int):
     """(initial state, train_step), made once per recipe so its compiled loop is reused."""
     keys = train.split_keys(seed)
-    model = SeedMLP(hidden=hidden)
+    model = SeedMLP(hidden=hidden, in_features=12)
     params = model.init(keys.init, jnp.zeros((1, 12)))["params"]
     state = train.TrainState.create(apply_fn=model.apply, params=params,
                                     tx=optax.sgd(lr, momentum=0.9))

@@ -12,7 +12,7 @@ import pytest
 from conftest import FASHION_DIR, make_idx_dir, write_idx
 
 from jaxnets import data
-from jaxnets.data import cifar, idx
+from jaxnets.data import bounded, cifar, idx
 from jaxnets.errors import ConfigError, DataError, DataUnavailable
 
 
@@ -216,10 +216,15 @@ def test_unreadable_cifar_file_is_one_line(tmp_path, monkeypatch):
     """EACCES (root ignores permissions, so open is made to refuse): a DataError naming the file."""
     cifar.write_batch(str(tmp_path / "test_batch.bin"), *_cifar_arrays(3, 0))
 
-    def refuse(path, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", path)
+    target = str(tmp_path / "test_batch.bin")
+    real_open = os.open
 
-    monkeypatch.setattr(cifar, "open", refuse, raising=False)
+    def refuse(path, *args, **kwargs):  # the one open every reader goes through (data.bounded)
+        if os.fspath(path) == target:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(bounded.os, "open", refuse)
     with pytest.raises(DataError) as err:
         data.load("cifar10", "test", str(tmp_path))
     message = str(err.value)

@@ -11,6 +11,7 @@ from jaxnets.data.batching import (
     num_batches,
     to_device,
 )
+from jaxnets.data.bounded import read_rows
 from jaxnets.data.indexable import IndexableDataset, batches, materialize
 from jaxnets.data.sources import CLASS_NAMES, DATASETS, Dataset, how_to_get, load
 from jaxnets.data.transforms import (
@@ -25,6 +26,7 @@ from jaxnets.data.transforms import (
 __all__ = [
     "CLASS_NAMES", "DATASETS", "Dataset", "EpochSampler", "IndexableDataset",
     "ReplacementSampler", "batches", "compose", "divide_by_batch_max", "epoch_order", "flatten",
-    "gather", "how_to_get", "load", "materialize", "normalize", "num_batches", "to_device",
+    "gather", "how_to_get", "load", "materialize", "normalize", "num_batches", "read_rows",
+    "to_device",
     "to_tensor", "to_tensor_normalize",
 ]

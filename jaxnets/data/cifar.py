@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
 
+from jaxnets.data import bounded
 from jaxnets.errors import DataError
 
 RECORD = 1 + 3 * 32 * 32
@@ -24,16 +26,18 @@ CLASS_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "s
 def parse_batch(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
     """Parse one binary batch: images uint8[N, 32, 32, 3] (NHWC), labels int32[N]."""
     if len(data) == 0 or len(data) % RECORD:
-        raise DataError(
-            f"{name}: wrong length {len(data)} bytes, not a whole number of {RECORD}-byte CIFAR-10 "
-            "records; the file is truncated or not the binary version, get it again"
-        )
+        raise DataError(_wrong_length(name, len(data)))
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD)
     labels = records[:, 0].astype(np.int32)
     if labels.max() > 9:
         raise DataError(f"{name}: label {int(labels.max())} outside 0..9; the file is corrupt")
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
+
+
+def _wrong_length(name: str, length: int) -> str:
+    return (f"{name}: wrong length {length} bytes, not a whole number of {RECORD}-byte CIFAR-10 "
+            "records; the file is truncated or not the binary version, get it again")
 
 
 def _batch_files(split: str) -> tuple[str, ...]:
@@ -45,36 +49,49 @@ def find_split(directory: str, split: str, files: tuple[str, ...]) -> dict[str, 
     del files  # the official download is the archive; a folder may hold its members instead
     for d in (directory, os.path.join(directory, "cifar-10-batches-bin")):
         paths = {n: os.path.join(d, n) for n in _batch_files(split)}
-        if all(os.path.isfile(p) for p in paths.values()):
+        if all(bounded.present(p) for p in paths.values()):
             return paths
     archive = os.path.join(directory, ARCHIVE)
-    return {ARCHIVE: archive} if os.path.isfile(archive) else None
+    return {ARCHIVE: archive} if bounded.present(archive) else None
 
 
 def _read_archive(path: str, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The split's batches read in place from the tar.gz archive (nothing extracted to disk)."""
-    parts = []
+    """The split's batches read in place from the tar.gz archive (nothing extracted to disk),
+    each member no further than the size its tar header declares, which must be whole records
+    and fit in memory; the scan stops once the split's files are found."""
+    wanted = _batch_files(split)
+    found: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-            for n in _batch_files(split):
-                if n not in members:
-                    raise DataError(f"{path}: the archive has no {n}; it is not CIFAR-10's binary "
-                                    "version, get it again")
-                parts.append(parse_batch(tar.extractfile(members[n]).read(), f"{path}:{n}"))
-    except (tarfile.TarError, OSError, EOFError) as e:
+        with bounded.open_regular(path) as f, tarfile.open(fileobj=f, mode="r:gz") as tar:
+            for member in tar:
+                name = os.path.basename(member.name)
+                if not member.isfile() or name not in wanted or name in found:
+                    continue
+                where = f"{path}:{name}"
+                if member.size == 0 or member.size % RECORD:
+                    raise DataError(_wrong_length(where, member.size))
+                bounded.check_fits_memory(where, member.size)
+                found[name] = bounded.read_up_to(tar.extractfile(member), member.size)
+                if len(found) == len(wanted):
+                    break
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: corrupt or truncated archive, or unreadable ({e}); delete it and "
                         "get it again") from e
-    return parts
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise DataError(f"{path}: the archive has no {missing[0]}; it is not CIFAR-10's binary "
+                        "version, get it again")
+    return [parse_batch(found[n], f"{path}:{n}") for n in wanted]
 
 
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); check the path and its "
-                        "permissions") from e
+def _read_batch_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file, its length (whole records, fits in memory) checked before it is read."""
+    with bounded.open_regular(path) as f:
+        size = bounded.size_of(f)
+        if size == 0 or size % RECORD:
+            raise DataError(_wrong_length(path, size))
+        bounded.check_fits_memory(path, size)
+        return parse_batch(bounded.read_up_to(f, size), path)
 
 
 def read_split(paths: Mapping[str, str], split: str,
@@ -84,7 +101,7 @@ def read_split(paths: Mapping[str, str], split: str,
     if ARCHIVE in paths:
         parts = _read_archive(paths[ARCHIVE], split)
     else:
-        parts = [parse_batch(_read_file(paths[n]), paths[n]) for n in _batch_files(split)]
+        parts = [_read_batch_file(paths[n]) for n in _batch_files(split)]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return images, labels

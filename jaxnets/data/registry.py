@@ -132,6 +132,36 @@ def check_split(split: str) -> None:
         raise ConfigError(f"unknown split {split!r}; choose 'train' or 'test'")
 
 
+def check_data(name: str, split: str, images: np.ndarray, labels: np.ndarray,
+               where: str) -> None:
+    """Refuse a split that contradicts its registry entry, whichever source it came from:
+    images uint8[N, *entry.shape] with N >= 1, labels integers in 0..classes-1, one per image.
+    Checked once on the host, before any model sees the data (a 32x32 "mnist" would otherwise
+    build a 1024-input network and be reported as the tutorial's 784 one)."""
+    e = entry(name)
+    images, labels = np.asarray(images), np.asarray(labels)
+    shape = "x".join(map(str, e.shape))
+    if images.ndim != 4 or tuple(images.shape[1:]) != e.shape:
+        got = "x".join(map(str, images.shape[1:])) if images.ndim == 4 else f"{images.shape}"
+        raise DataError(f"{where}: the {split} images are {got}, but {name}'s are {shape} (HxWxC); "
+                        f"these are not {name} files: point to a folder holding {e.files_hint}")
+    if images.dtype != np.uint8:
+        raise DataError(f"{where}: the {split} images are {images.dtype}, {name}'s are uint8 "
+                        "(0..255); these are not its files")
+    if len(images) == 0:
+        raise DataError(f"{where}: the {split} split holds no images; the files are cut or not "
+                        "the real ones, get them again")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: the {split} labels are {labels.dtype}{list(labels.shape)} for "
+                        f"{len(images)} images, expected one integer label per image")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= len(e.class_names):
+        bad = low if low < 0 else high
+        raise DataError(f"{where}: {split} label {bad} is outside 0..{len(e.class_names) - 1} "
+                        f"({name} has {len(e.class_names)} classes); the files are corrupt or not "
+                        f"{name}'s")
+
+
 def check_identity(name: str, split: str, labels: np.ndarray, where: str) -> None:
     """Refuse files that are another registered dataset's (found by their labels' digest)."""
     digest = hashlib.sha256(np.asarray(labels, np.uint8).tobytes()).hexdigest()

@@ -55,9 +55,17 @@ def read_dir(name: str, split: str, directory: str) -> tuple[np.ndarray, np.ndar
         paths = entry.find(folder, split, files)
         if paths:
             images, labels = entry.read(paths, split, files)
+            registry.check_data(name, split, images, labels, folder)
             registry.check_identity(name, split, labels, folder)
             return images, labels
     return None
+
+
+def _dataset(name: str, split: str, got: tuple[np.ndarray, np.ndarray], source: str) -> Dataset:
+    """The Dataset of a split read from `source`, checked against its registry entry (every
+    source passes here: a folder, a known install, the tfds cache, a download)."""
+    registry.check_data(name, split, *got, source)
+    return Dataset(name, split, *got, registry.entry(name).class_names, source=source)
 
 
 def load(
@@ -97,7 +105,6 @@ def load(
                        source=fake.source(real, split, len(labels)))
     entry = registry.entry(name)
     registry.check_split(split)
-    names = entry.class_names
     if data_dir is not None:
         if not os.path.isdir(data_dir):
             raise DataUnavailable(f"data_dir {data_dir}: no such directory; {how_to_get(name)}")
@@ -105,20 +112,20 @@ def load(
         if got is None:
             raise DataUnavailable(
                 f"data_dir {data_dir}: no {name} {split} files there; {how_to_get(name)}")
-        return Dataset(name, split, *got, names, source=data_dir)
+        return _dataset(name, split, got, data_dir)
     for directory in entry.known_dirs if local_dirs is None else local_dirs:
         if os.path.isdir(directory):
             got = read_dir(name, split, directory)
             if got is not None:
-                return Dataset(name, split, *got, names, source=directory)
+                return _dataset(name, split, got, directory)
     from jaxnets.data import tfds_source  # lazy: only this path may need tensorflow_datasets
 
     tfds_dir = tfds_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
         "~/tensorflow_datasets")
     got = tfds_source.load_cached(name, split, tfds_dir)
     if got is not None:
-        return Dataset(name, split, *got, names, source=f"tfds cache {tfds_dir}")
+        return _dataset(name, split, got, f"tfds cache {tfds_dir}")
     if not download:
         raise DataUnavailable(f"{name}: not found locally and download is off; {how_to_get(name)}")
-    images, labels = tfds_source.download_and_load(name, split, tfds_dir, mirror=mirror)
-    return Dataset(name, split, images, labels, names, source=f"tfds download -> {tfds_dir}")
+    got = tfds_source.download_and_load(name, split, tfds_dir, mirror=mirror)
+    return _dataset(name, split, got, f"tfds download -> {tfds_dir}")
