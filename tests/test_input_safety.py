@@ -33,6 +33,7 @@ from conftest import make_idx_dir, write_idx
 from jaxnets import data as D
 from jaxnets import losses, optim, torch_io, train
 from jaxnets.data import bounded, cifar, idx
+from jaxnets.options import TrainOptions
 from jaxnets.errors import CheckpointError, ConfigError, DataError
 from jaxnets.models import LeNet, LinearClassifier, SeedMLP
 
@@ -371,7 +372,8 @@ def test_only_the_test_split_32x32_fails_before_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "run_training", never)
     with pytest.raises(DataError, match="test images are 32x32x1"):
-        mnist.run(mnist.Config(dataset="mnist", data_dir=d, steps=10, out=str(out), quiet=True))
+        mnist.run(mnist.Config(dataset="mnist", data_dir=d, steps=10,
+                               options=TrainOptions(out=str(out), quiet=True)))
     assert not (out / "metrics.json").exists()
 
 
@@ -606,7 +608,7 @@ def _fit_setup(labels):
               "label": np.asarray(labels)}
     model = SeedMLP(hidden=8)
     params = model.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
-    state = train.TrainState.create(model.apply, params, optim.sgd(1e-3))
+    state = train.TrainState.create(apply_fn=model.apply, params=params, tx=optim.sgd(1e-3))
     step = train.make_train_step(train.classification_loss(model.apply, lambda x: x / 255.0))
     return arrays, state, step
 
@@ -625,7 +627,7 @@ def test_fit_and_run_training_refuse_out_of_range_labels_before_training(bad):
                   progress=False)
     seen = []
     with pytest.raises(DataError, match=f"label {bad}"):
-        train.run_training(state, step, arrays, sampler, 4, train.split_keys(0), progress=False,
+        train.run_training(state, step, arrays, sampler, 4, train.split_keys(0),
                            on_chunk=lambda s, h: seen.append(int(s.step)))
     assert seen == []  # no chunk ran
     arrays["label"] = labels % 10  # the same compiled loop then trains

@@ -216,15 +216,29 @@ def test_a_batch_without_image_or_label_is_one_line_before_tracing():
 
 
 def test_images_not_preprocessed_for_the_parameters_are_one_line():
-    """An MLP initialised on flat 784-vectors given [N, 28, 28, 1] images (no flatten): one line
-    naming the shapes, not Flax's ScopeParamShapeError."""
+    """Images that do not fit the model (no flatten): one line naming the shapes, not Flax's
+    ScopeParamShapeError. A model that declares its input size says so itself (SeedMLP's
+    ConfigError); for one that does not (a plain Dense), the train step says which parameter
+    the images do not fit (DataError)."""
+    import flax.linen as linen
+
+    from jaxnets.errors import ConfigError
+
     arrays, state, _ = _setup()
     loss_fn = train.classification_loss(state.apply_fn)  # preprocessing forgotten
     batch = {"image": arrays["image"][:8].astype(np.float32), "label": arrays["label"][:8]}
+    with pytest.raises(ConfigError) as e:
+        jax.jit(train.make_train_step(loss_fn))(state, batch, jax.random.key(0))
+    assert str(e.value).count("\n") == 0 and "(8, 28, 28, 1)" in str(e.value)
+    with pytest.raises(ConfigError, match=r"\(64, 28, 28, 1\)"):
+        train.evaluate(state, arrays["image"], arrays["label"])
+
+    dense = linen.Dense(10)
+    params = dense.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
+    state = train.TrainState.create(apply_fn=dense.apply, params=params, tx=optax.sgd(1e-3))
+    loss_fn = train.classification_loss(dense.apply)
     with pytest.raises(DataError) as e:
         jax.jit(train.make_train_step(loss_fn))(state, batch, jax.random.key(0))
     assert str(e.value).count("\n") == 0
     assert ("images of shape (8, 28, 28, 1) (after preprocessing) do not fit the model's "
-            "parameters (parameter w1 has shape (784, 16)") in str(e.value)
-    with pytest.raises(DataError, match=r"images of shape \(64, 28, 28, 1\)"):
-        train.evaluate(state, arrays["image"], arrays["label"])
+            "parameters (parameter kernel has shape (784, 10)") in str(e.value)
