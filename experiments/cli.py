@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -192,68 +193,207 @@ def check_devices(config: Any) -> None:
 # --- checks before any data is loaded (cli.main) -----------------------------------------------
 
 # Fields, by name, that say where a run writes (folders, files) or what it reads first: main
-# checks them before `run`, so a bad one fails in a second, not after the training.
+# checks them before `run`, so a bad one fails in a second, not after the training. Every path
+# flag is one of these, and goes through `check_path` (the text), then its kind's check (the
+# file system's own answer).
 OUTPUT_FOLDERS = ("out", "checkpoint_dir", "tensorboard")
 OUTPUT_FILES = ("export",)
-INPUT_FILES = ("weights",)
+INPUT_FILES = ("weights", "csv_file", "txt_file")
+INPUT_FOLDERS = ("data_dir", "cifar_data_dir")
+
+# The limits of Linux's usual file systems (ext4, xfs, tmpfs, ...), where pathconf cannot say.
+NAME_MAX, PATH_MAX = 255, 4096
+# What a run adds under an output folder: file names, orbax's step folders (the longest,
+# '<step>.orbax-checkpoint-tmp-<n>/state/ocdbt.process_0/d/<32 hex>', is about 100 bytes).
+OUTPUT_ROOM = NAME_MAX + 1
 
 
-def check_writable_folder(path: str, param: str) -> None:
-    """ConfigError unless `path` is a folder this process can write into, or can create."""
-    full = os.path.abspath(path)
-    if os.path.exists(full) and not os.path.isdir(full):
-        raise ConfigError(f"{path} exists and is not a folder; name a folder (new or existing)",
-                          param=param)
+def _shown(path: str) -> str:
+    """A path short enough for a one-line message."""
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path):,} characters)"
+
+
+def _existing_ancestor(full: str) -> str:
+    """The nearest folder of an absolute path that exists (the path itself if it does)."""
     existing = full
-    while not os.path.exists(existing):  # the nearest ancestor that exists is created under
+    while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
+    return existing
+
+
+def _limit(folder: str, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+    return default if value is None or value <= 0 else value
+
+
+def check_path(path: str, param: str, room: int = 0) -> str:
+    """ConfigError for a path no file system takes, whatever it names: empty (which would mean
+    the working folder, or nothing), a NUL byte, a name longer than NAME_MAX bytes, or a whole
+    path (plus `room`, what the run adds under it) longer than PATH_MAX. Returns its absolute
+    form."""
+    if not isinstance(path, str) or path == "":
+        raise ConfigError("an empty path names nothing; give a path", param=param)
+    if "\0" in path:
+        raise ConfigError(f"{_shown(path)!r}: a path cannot hold a NUL character", param=param)
+    full = os.path.abspath(path)
+    existing = _existing_ancestor(full)
+    name_max = _limit(existing, "PC_NAME_MAX", NAME_MAX)
+    for part in full.split(os.sep):
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(f"{_shown(path)}: the name {_shown(part)} is "
+                              f"{len(os.fsencode(part)):,} bytes, more than the {name_max} a "
+                              "file name can have; use a shorter name", param=param)
+    path_max = _limit(existing, "PC_PATH_MAX", PATH_MAX)
+    if len(os.fsencode(full)) + room >= path_max:
+        raise ConfigError(f"{_shown(path)}: its full path is {len(os.fsencode(full)):,} bytes"
+                          + (f", and the run writes up to {room} more under it" if room else "")
+                          + f"; the longest path a file system takes is {path_max - 1:,}; use a "
+                          "shorter path", param=param)
+    return full
+
+
+def _try_create(folder: str, path: str, param: str, kind: str) -> None:
+    """Create and remove a temporary folder (kind 'folder') or file in `folder`: the file
+    system's own answer. os.access says yes to root everywhere, and /proc and /sys say yes to
+    access but refuse to create anything."""
+    import tempfile
+
+    try:
+        if kind == "folder":
+            os.rmdir(tempfile.mkdtemp(prefix=".jaxnets-probe-", dir=folder))
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".jaxnets-probe-", dir=folder)
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot create a {kind} in {_shown(folder)} "
+                          f"({e.strerror}); choose another place", param=param) from None
+
+
+def check_writable_folder(path: str, param: str, room: int = OUTPUT_ROOM) -> None:
+    """ConfigError unless `path` is a folder this process can write into, or can create."""
+    full = check_path(path, param, room)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ConfigError(f"{_shown(path)} exists and is not a folder; name a folder (new or "
+                          "existing)", param=param)
+    existing = _existing_ancestor(full)
     if not os.path.isdir(existing):
-        raise ConfigError(f"{path}: cannot be created, {existing} is a file, not a folder; "
-                          "choose another place", param=param)
+        raise ConfigError(f"{_shown(path)}: cannot be created, {_shown(existing)} is "
+                          + ("a file, not a folder" if os.path.exists(existing)
+                             else "a broken link") + "; choose another place", param=param)
     # os.access also says no for a read-only file system, which permissions do not show.
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: cannot write there ({existing} is not writable); choose "
-                          "another place", param=param)
+        raise ConfigError(f"{_shown(path)}: cannot write there ({_shown(existing)} is not "
+                          "writable); choose another place", param=param)
+    _try_create(existing, path, param, "file" if existing == full else "folder")
 
 
 def check_writable_file(path: str, param: str) -> None:
-    """ConfigError unless the file `path` can be written (its folder exists or can be made)."""
-    if os.path.isdir(path):
-        raise ConfigError(f"{path} is a folder; name a file", param=param)
-    folder = os.path.dirname(os.path.abspath(path))
+    """ConfigError unless the file `path` can be written (its folder exists or can be made):
+    an existing one must be a regular file (the write renames a new file over it: a FIFO or a
+    device would be replaced)."""
+    full = check_path(path, param)
+    if os.path.isdir(full):
+        raise ConfigError(f"{_shown(path)} is a folder; name a file", param=param)
+    if os.path.exists(full) and not stat.S_ISREG(os.stat(full).st_mode):
+        raise ConfigError(f"{_shown(path)} exists and is not a regular file "
+                          f"({_kind(os.stat(full).st_mode)}); name a new or a regular file",
+                          param=param)
+    folder = os.path.dirname(full)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{path}: cannot be created, {folder} is a file, not a folder; "
-                          "choose another place", param=param)
-    check_writable_folder(folder, param)
+        raise ConfigError(f"{_shown(path)}: cannot be created, {_shown(folder)} is a file, not "
+                          "a folder; choose another place", param=param)
+    # (room: the write goes through a temporary name next to it, up to NAME_MAX bytes)
+    check_writable_folder(folder, param, room=OUTPUT_ROOM)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def check_readable_file(path: str, param: str) -> None:
-    """ConfigError unless `path` is a file this process can read."""
+    """ConfigError unless `path` is a regular file this process can read. Anything else is
+    refused from its stat, without opening it: opening a FIFO waits for a writer (for ever),
+    and a device reads without end (/dev/zero) or has side effects."""
+    check_path(path, param)
     try:
-        with open(path, "rb") as f:
-            f.read(1)
+        mode = os.stat(path).st_mode
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror}); pass an existing, readable "
-                          "file", param=param) from None
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a file",
+                          param=param)
+    try:
+        # O_NONBLOCK: swapped for a FIFO since the stat, the open still returns at once
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a "
+                              "file", param=param)
+        os.read(fd, 1)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    finally:
+        os.close(fd)
+
+
+def check_readable_folder(path: str, param: str) -> None:
+    """ConfigError unless `path` is a folder this process can list."""
+    check_path(path, param)
+    if not os.path.isdir(path):
+        what = "is not a folder" if os.path.exists(path) else "no such folder"
+        raise ConfigError(f"{_shown(path)}: {what}; name the folder that holds the files",
+                          param=param)
+    try:
+        os.listdir(path)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); name a readable "
+                          "folder", param=param) from None
+
+
+_PATH_CHECKS = {**dict.fromkeys(OUTPUT_FOLDERS, check_writable_folder),
+                **dict.fromkeys(OUTPUT_FILES, check_writable_file),
+                **dict.fromkeys(INPUT_FILES, check_readable_file),
+                **dict.fromkeys(INPUT_FOLDERS, check_readable_folder)}
+
+
+def _path_fields(config: Any):
+    """(name, value) of every field of `config`, those of dataclasses inside it included (a
+    Config may group its run options in one)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from _path_fields(value)
+        else:
+            yield f.name, value
 
 
 def check_early(config: Any) -> None:
-    """The checks of a Config that need the file system or jax, by field name: output
-    folders and files writable, input files readable, no more devices than jax sees. main calls
-    it before `run`, so they fail before any data is loaded."""
-    names = [f.name for f in dataclasses.fields(config)]
-    for name in names:
-        value = getattr(config, name)
-        if value is None:
-            continue
-        if name in OUTPUT_FOLDERS:
-            check_writable_folder(value, name)
-        elif name in OUTPUT_FILES:
-            check_writable_file(value, name)
-        elif name in INPUT_FILES:
-            check_readable_file(value, name)
-    if "devices" in names and config.devices != 1:
-        device_mesh(config.devices)  # ConfigError naming devices when jax sees fewer
+    """The checks of a Config that need the file system or jax, by field name: every path
+    field (`_PATH_CHECKS`: output folders and files writable, input files and folders
+    readable), no more devices than jax sees. main calls it before `run`, so they fail before
+    any data is loaded."""
+    for name, value in _path_fields(config):
+        if value is not None and name in _PATH_CHECKS:
+            _PATH_CHECKS[name](value, name)
+    devices = dict(_path_fields(config)).get("devices")
+    if devices is not None and devices != 1:
+        device_mesh(devices)  # ConfigError naming devices when jax sees fewer
 
 
 OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint folder's is .lock)

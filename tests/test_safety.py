@@ -75,14 +75,15 @@ def test_checkpoint_dir_and_export_checked_before_run(tmp_path, capsys):
     assert "--export" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module,path", [("resnet_step", "missing.safetensors"),
-                                         ("cifar10", "missing.safetensors"),
-                                         ("cifar10", ".")])
-def test_weights_unreadable_fails_before_run(module, path, tmp_path, capsys):
+@pytest.mark.parametrize("module,path,says", [
+    ("resnet_step", "missing.safetensors", "cannot read it (No such file"),
+    ("cifar10", "missing.safetensors", "cannot read it (No such file"),
+    ("cifar10", ".", "not a regular file (a folder)")])
+def test_weights_unreadable_fails_before_run(module, path, says, tmp_path, capsys):
     assert _main_without_run(module, ["--out", str(tmp_path / "o"), "--weights",
                                       str(tmp_path / path)]) == 2
     err = capsys.readouterr().err
-    assert "--weights" in err and "cannot read it" in err
+    assert "--weights" in err and says in err
 
 
 def test_more_devices_than_the_machine_fails_before_run(tmp_path, capsys):
@@ -105,6 +106,194 @@ def test_bad_out_never_loads_data(tmp_path, monkeypatch, capsys):
     (tmp_path / "f").write_text("x")
     assert mnist.main(["--out", str(tmp_path / "f")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+# --- 1b. every path flag: one check of its text, then the file system's own answer -------------
+
+ALL = [*EXPERIMENTS, "custom_dataset", "lenet_nnx"]
+
+
+def _path_flags():
+    """(module, field) for every path field of every experiment (by the names cli checks)."""
+    import dataclasses
+
+    out = []
+    for module in ALL:
+        config_cls = importlib.import_module(f"experiments.{module}").Config
+        for f in dataclasses.fields(config_cls):
+            if f.name in cli._PATH_CHECKS:
+                out.append((module, f.name))
+    return out
+
+
+def _argv(module, field, value, tmp_path):
+    """A command line setting one path flag (and what it needs beside it)."""
+    argv = [cli.flag(field), value]
+    if field != "out" and "out" in cli._PATH_CHECKS and module != "report":
+        argv += ["--out", str(tmp_path / "o")]
+    if field in ("csv_file", "txt_file"):   # the two go together
+        other = "txt_file" if field == "csv_file" else "csv_file"
+        (tmp_path / "ok.txt").write_text("1\n")
+        argv += [cli.flag(other), str(tmp_path / "ok.txt")]
+    return argv
+
+
+def _one_line_naming(capsys, flag):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {flag}: " in err, err
+    return err
+
+
+# The text fields that name no file or folder.
+NOT_PATHS = {"section", "coordinator", "optimizer", "device", "conv_impl", "dataset", "only"}
+
+
+def test_every_path_flag_is_known():
+    """Every text field of every experiment is a path cli checks, or one of NOT_PATHS: a new
+    path field under another name would otherwise be checked by nothing."""
+    import dataclasses
+
+    for module in ALL:
+        for f in dataclasses.fields(importlib.import_module(f"experiments.{module}").Config):
+            if cli._field_type(f)[0] is str and f.name not in NOT_PATHS:
+                assert f.name in cli._PATH_CHECKS, (module, f.name)
+
+
+@pytest.mark.parametrize("module,field", _path_flags())
+def test_an_empty_path_is_refused_before_run(module, field, tmp_path, capsys, monkeypatch):
+    """Issue 23: --checkpoint-dir '' wrote step folders into the working folder, --out ''
+    was a traceback, --tensorboard '' silently turned TensorBoard off."""
+    monkeypatch.chdir(tmp_path)
+    assert _main_without_run(module, _argv(module, field, "", tmp_path)) == 2
+    _one_line_naming(capsys, cli.flag(field))
+    assert sorted(os.listdir(tmp_path)) in ([], ["ok.txt"])
+
+
+@pytest.mark.parametrize("field", ["out", "checkpoint_dir", "tensorboard"])
+@pytest.mark.parametrize("where", ["long", "long_part", "proc", "sys"])
+def test_output_folders_no_file_system_takes(field, where, tmp_path, capsys):
+    """Longer than PATH_MAX, a name longer than NAME_MAX (ENAMETOOLONG), or in /proc or /sys
+    (which root's os.access calls writable): one line naming the flag, before run."""
+    path = {"long": str(tmp_path / ("a" * 250) / ("a" * 250)) * 9,
+            "long_part": str(tmp_path / ("b" * 300) / "x"),
+            "proc": "/proc/x", "sys": "/sys/kernel/x"}[where]
+    assert _main_without_run("mnist", _argv("mnist", field, path, tmp_path)) == 2
+    err = _one_line_naming(capsys, cli.flag(field))
+    assert len(err) < 600, err    # the path is shortened in the message
+    says = {"long": "the longest path a file system takes is", "long_part": "more than the 255",
+            "proc": "cannot create a folder in /proc", "sys": "cannot create a folder in "
+                                                              "/sys/kernel"}[where]
+    assert says in err, err
+
+
+def test_a_path_that_leaves_no_room_for_the_files_under_it(tmp_path, capsys):
+    """A folder path that fits, but not with the names the run writes under it."""
+    deep = str(tmp_path)
+    while len(deep) < 4096 - 200:
+        deep = os.path.join(deep, "d" * 100)
+    assert _main_without_run("mnist", ["--out", deep]) == 2
+    assert "and the run writes up to 256 more under it" in _one_line_naming(capsys, "--out")
+
+
+@pytest.mark.parametrize("path", ["/proc/x.safetensors", "/sys/kernel/x.safetensors"])
+def test_export_where_nothing_can_be_created(path, tmp_path, capsys):
+    """Issue 23: a traceback after the training step."""
+    assert _main_without_run("resnet_step", _argv("resnet_step", "export", path, tmp_path)) == 2
+    assert "cannot create a file in" in _one_line_naming(capsys, "--export")
+
+
+def _within(seconds, fn, *args):
+    """fn(*args), failing the test if it has not returned after `seconds` (a hang)."""
+    import threading
+
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return result[0]
+
+
+@pytest.mark.parametrize("module,field", [(m, f) for m, f in _path_flags()
+                                          if f in cli.INPUT_FILES])
+@pytest.mark.parametrize("kind", ["fifo", "char_device", "folder"])
+def test_an_input_file_that_is_not_a_regular_file(module, field, kind, tmp_path, capsys):
+    """Issue 23: --weights naming a FIFO hung for ever (opening it waits for a writer); a
+    device (/dev/zero) reads without end. Refused from its stat, without opening it."""
+    path = {"fifo": str(tmp_path / "w.safetensors"), "char_device": "/dev/zero",
+            "folder": str(tmp_path)}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    code = _within(20, _main_without_run, module, _argv(module, field, path, tmp_path))
+    assert code == 2
+    err = _one_line_naming(capsys, cli.flag(field))
+    assert "not a regular file (" + {"fifo": "a FIFO", "char_device": "a character device",
+                                     "folder": "a folder"}[kind] + "); pass a file" in err
+
+
+def test_export_over_an_existing_fifo_or_device_is_refused(tmp_path, capsys):
+    """The atomic write renames a new file over the target: a FIFO (as root, even /dev/null)
+    would be replaced by a regular file."""
+    fifo = tmp_path / "e.safetensors"
+    os.mkfifo(fifo)
+    assert _main_without_run("resnet_step", _argv("resnet_step", "export", str(fifo),
+                                                  tmp_path)) == 2
+    assert "exists and is not a regular file (a FIFO)" in _one_line_naming(capsys, "--export")
+    import stat
+
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("value,says", [("missing", "no such folder"),
+                                        ("file", "is not a folder")])
+def test_data_dir_is_checked_before_run(value, says, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    path = str(tmp_path / value)
+    assert _main_without_run("mnist", _argv("mnist", "data_dir", path, tmp_path)) == 2
+    assert says in _one_line_naming(capsys, "--data-dir")
+
+
+def test_the_longest_names_that_fit_are_accepted(tmp_path):
+    """The limits are the file system's: a 255-byte name is fine, and a 240-byte export name,
+    whose temporary name would be longer than 255 bytes, is written (the temporary's name is
+    cut to fit)."""
+    from jaxnets import atomic
+
+    cli.check_early(types_config(out=str(tmp_path / ("n" * 255))))
+    target = str(tmp_path / ("c" * 240 + ".safetensors"))
+    cli.check_writable_file(target, "export")
+    with atomic.replacing(target) as tmp:
+        assert len(os.path.basename(tmp)) <= 255
+        Path(tmp).write_text("ok")
+    assert Path(target).read_text() == "ok"
+
+
+def types_config(**fields):
+    """A frozen dataclass instance with the given fields (a stand-in Config)."""
+    import dataclasses
+
+    cls = dataclasses.make_dataclass("C", [(k, type(v)) for k, v in fields.items()],
+                                     frozen=True)
+    return cls(**fields)
+
+
+def test_path_fields_inside_a_grouped_config_are_checked(tmp_path):
+    """A Config that groups its run options in a dataclass of their own: the same checks."""
+    from jaxnets.errors import ConfigError
+
+    run = types_config(out="", quiet=True)
+    with pytest.raises(ConfigError) as e:
+        cli.check_early(types_config(lr=0.1, run=run))
+    assert e.value.param == "out"
+    cli.check_early(types_config(lr=0.1, run=types_config(out=str(tmp_path), quiet=True)))
+
+
+def test_checks_leave_nothing_behind(tmp_path):
+    """The probes create and remove their temporary file or folder."""
+    cli.check_writable_folder(str(tmp_path / "new" / "deeper"), "out")
+    cli.check_writable_folder(str(tmp_path), "out")
+    cli.check_writable_file(str(tmp_path / "x.safetensors"), "export")
+    assert os.listdir(tmp_path) == []
 
 
 # --- 2. every file we write is written atomically under a unique temporary name ---------------
