@@ -403,18 +403,33 @@ OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint fol
 def output_lock(out: str | None):
     """Hold a lock file in the output folder for the run (created now): a second run with the
     same folder fails at once with CheckpointError naming `out`, instead of the two
-    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism."""
+    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism.
+
+    Holding the folder, it deletes the temporaries of atomic writes whose writer was killed
+    (`jaxnets.atomic.remove_stale`). A folder it created is removed again if the run leaves it
+    empty (a run that failed while loading its data leaves no empty folder behind)."""
     if out is None:
         yield
         return
-    from jaxnets import checkpoint
+    from jaxnets import atomic, checkpoint
 
-    os.makedirs(out, exist_ok=True)
-    path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+    created, folder = [], os.path.abspath(out)
+    while not os.path.exists(folder):       # the folders this run makes, deepest first
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    path = None
     try:
+        os.makedirs(out, exist_ok=True)
+        path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+        atomic.remove_stale(out)
         yield
     finally:
         checkpoint.unlock_folder(path)
+        for folder in created:
+            try:
+                os.rmdir(folder)               # only if empty
+            except OSError:
+                break
 
 
 # --- the parser generated from Config -----------------------------------------------------------
@@ -554,6 +569,9 @@ _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 _CACHE_READ_ERROR = "Error reading persistent compilation cache entry for"
+# In JAX's message: the cache folder, not an entry, is at fault.
+_FOLDER_ERRORS = ("NotADirectoryError", "FileExistsError", "PermissionError",
+                  "FileNotFoundError", "Read-only file system")
 
 
 def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
@@ -564,10 +582,17 @@ def _show_warning(config_cls: type, message, category, filename, lineno, file=No
     elif str(message).startswith(_CACHE_READ_ERROR):
         # JAX's own words are two lines with its source path; the entry stays damaged (JAX
         # does not write over an existing entry), so every later run would say it again.
-        what = str(message)[len(_CACHE_READ_ERROR):].strip(" :")
-        print(f"{prog(config_cls)}: warning: a compile cache entry is damaged ({what}), so it "
-              f"was compiled again; delete {cache_dir() or 'the compile cache folder'} to "
-              "rebuild the cache (or run with --no-compile-cache)", file=sys.stderr)
+        what = " ".join(str(message)[len(_CACHE_READ_ERROR):].strip(" :").split())
+        folder = cache_dir()
+        if folder and os.path.isdir(folder) and not any(e in what for e in _FOLDER_ERRORS):
+            text = (f"a compile cache entry is damaged ({what}), so it was compiled again; "
+                    f"delete {folder} to rebuild the cache")
+        else:  # the folder itself: deleting it may not help, and it may not be a cache at all
+            text = (f"the compile cache folder {folder or '(none)'} cannot be used ({what}), so "
+                    "programs are compiled again; point JAX_COMPILATION_CACHE_DIR at a "
+                    "writable folder")
+        print(f"{prog(config_cls)}: warning: {text} (or run with --no-compile-cache)",
+              file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr if file is None else file, end="")
@@ -604,6 +629,8 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
                 warnings.catch_warnings():
             warnings.simplefilter("always", JaxnetsWarning)  # (each run says it again)
             warnings.showwarning = functools.partial(_show_warning, config_cls)
+            if cache.problem:
+                warnings.warn(cache.problem, JaxnetsWarning, stacklevel=1)
             run(config)
         Reporter(getattr(config, "quiet", False)).say(cache.summary())
         sys.stdout.flush()
@@ -666,8 +693,34 @@ class CompileCache:
 
     def __init__(self, enabled: bool = True):
         self.directory = cache_dir() if enabled else None
+        self.problem: str | None = None   # why the cache is off for this run, if it must be
         self.hits = self.writes = 0
         self._saved: dict[str, Any] = {}
+
+    def _unusable(self) -> str | None:
+        """Why the cache folder cannot take entries (made now if missing), None if it can. JAX
+        would otherwise warn about every program, as if its entries were damaged."""
+        import tempfile
+
+        folder = self.directory
+        where = (f"$JAX_COMPILATION_CACHE_DIR ({folder})"
+                 if os.environ.get("JAX_COMPILATION_CACHE_DIR") else folder)
+        fix = ("point JAX_COMPILATION_CACHE_DIR at a writable folder, or run with "
+               "--no-compile-cache")
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            return f"compile cache off for this run: {where} is not a folder; {fix}"
+        for step in ("created", "written"):
+            try:
+                if step == "created":
+                    os.makedirs(folder, exist_ok=True)
+                else:
+                    fd, probe = tempfile.mkstemp(prefix=".jaxnets-probe-", dir=folder)
+                    os.close(fd)
+                    os.remove(probe)
+            except OSError as e:
+                return (f"compile cache off for this run: {where} cannot be {step} "
+                        f"({e.strerror}); {fix}")
+        return None
 
     def _count(self, event: str, **kwargs: Any) -> None:
         if event == _HIT:
@@ -676,7 +729,20 @@ class CompileCache:
             self.writes += 1
 
     def __enter__(self):
+        if self.directory is not None:
+            self.problem = self._unusable()
+            if self.problem is not None:
+                self.directory = None
         if self.directory is None:
+            # JAX reads $JAX_COMPILATION_CACHE_DIR itself (and a process may have set its cache
+            # before): off must be said to JAX too
+            if os.environ.get("JAX_COMPILATION_CACHE_DIR") or "jax" in sys.modules:
+                import jax
+
+                if jax.config.jax_compilation_cache_dir:
+                    self._saved["jax_enable_compilation_cache"] = \
+                        jax.config.jax_enable_compilation_cache
+                    jax.config.update("jax_enable_compilation_cache", False)
             return self
         import jax
 
@@ -693,14 +759,15 @@ class CompileCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.directory is None:
+        if not self._saved:
             return
         import jax
 
-        # jax < 0.4.31 has no unregister: the listener then stays, counting into this object.
-        unregister = getattr(jax.monitoring, "unregister_event_listener", None)
-        if unregister is not None:
-            unregister(self._count)
+        if self.directory is not None:
+            # jax < 0.4.31 has no unregister: the listener then stays, counting into this object.
+            unregister = getattr(jax.monitoring, "unregister_event_listener", None)
+            if unregister is not None:
+                unregister(self._count)
         for name, value in self._saved.items():
             jax.config.update(name, value)
 

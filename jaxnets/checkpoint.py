@@ -22,8 +22,10 @@ A checkpoint that does not fit (other writer, settings, training data, model sha
 than asked for, bytes that do not match their digests) raises CheckpointError before anything
 is written, so the existing checkpoints stay as they were. Every byte of a sealed step folder is
 covered: one flipped anywhere is refused as damage, never restored (a step a run was killed
-before sealing still has every restored byte covered by the digests inside its meta). A lock file (`.lock`: pid and host)
-keeps a second run out of a folder in use; one left by a killed process is taken over.
+before sealing still has every restored byte covered by the digests inside its meta).
+A lock file (`.lock`: pid, host, boot and process start time) keeps a second run out of a
+folder in use; one left by a process that has ended (killed, or before a reboot, its pid since
+reused) is taken over.
 """
 
 from __future__ import annotations
@@ -259,33 +261,80 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _boot_id() -> str:
+    """This boot of the machine ('-' where Linux's /proc cannot say): pids restart at each boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or "-"
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str:
+    """When process `pid` started, in clock ticks since boot ('-' where /proc cannot say): a
+    pid reused by another process has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return "-"
+    # 'pid (comm) state ...': comm may hold spaces and parentheses; starttime is field 22.
+    fields = text.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else "-"
+
+
+def _lock_text() -> str:
+    """What a lock file holds: 'pid host boot-id start-time', enough to tell a live holder from
+    a process that merely has its pid now (after a reboot, or pid reuse)."""
+    pid = os.getpid()
+    return f"{pid} {socket.gethostname()} {_boot_id()} {_start_time(pid)}\n"
+
+
+def _holder_gone(pid: int, host: str, boot: str, start: str) -> bool:
+    """Whether the process a lock names has ended (its lock is stale). Another host's is taken
+    as alive: it cannot be checked from here."""
+    if host != socket.gethostname():
+        return False
+    if boot != "-" and _boot_id() != "-" and boot != _boot_id():
+        return True                    # written before a reboot
+    if not _pid_alive(pid):
+        return True
+    now = _start_time(pid)
+    return start != "-" and now != "-" and start != now   # the pid is another process's now
+
+
 def lock_folder(directory: str, name: str = LOCK, *, param: str = "checkpoint_dir",
                 what: str = "checkpoint folder") -> str:
-    """Create `directory/name` holding 'pid host' and return its path; CheckpointError (naming
-    `param`; `what` the folder is, in the message) if a live process holds it. A lock left by a
-    process that no longer runs (killed) is taken over. `unlock_folder` releases it."""
+    """Create `directory/name` (`_lock_text`: pid, host, boot and start time) and return its
+    path; CheckpointError (naming `param`; `what` the folder is, in the message) if a live
+    process holds it. A lock whose process has ended (killed, or before a reboot, or whose pid
+    now belongs to another process) is taken over. `unlock_folder` releases it."""
     path = os.path.join(directory, name)
-    me = f"{os.getpid()} {socket.gethostname()}"
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
                 with open(path) as f:
-                    pid_text, _, host = f.read().strip().partition(" ")
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                pid, host = -1, ""   # half-written by a process killed while writing it
-            if pid > 0 and (host != socket.gethostname() or _pid_alive(pid)):
+                    words = f.read().split()
+                pid = int(words[0])
+            except (OSError, ValueError, IndexError):
+                pid, words = -1, []   # half-written by a process killed while writing it
+            # (a lock of an older jaxnets holds 'pid host' only: boot and start unknown)
+            host = words[1] if len(words) > 1 else ""
+            boot = words[2] if len(words) > 2 else "-"
+            start = words[3] if len(words) > 3 else "-"
+            if pid > 0 and not _holder_gone(pid, host, boot, start):
                 raise CheckpointError(
                     f"{directory} is in use by another run (process {pid} on "
                     f"{host or 'this host'}, lock file {path}); wait for it to end or use "
-                    f"another {what}", param=param) from None
+                    f"another {what} (if no run of ours is using it, delete {path})",
+                    param=param) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)     # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(me + "\n")
+            f.write(_lock_text())
         return path
     raise CheckpointError(f"{directory}: cannot take the lock file {path}; another run keeps "
                           f"creating it, use another {what}", param=param)

@@ -820,3 +820,322 @@ def test_damaged_compile_cache_entry_is_one_line_and_the_same_result(tmp_path):
         assert str(folder) in err[0] and "delete" in err[0], err
         assert again["losses"] == first["losses"]
         assert again["test_accuracy"] == first["test_accuracy"]
+
+
+# --- 6. messages that send the user the right way (issue 23 s6) ------------------------------
+
+
+def _cache_env(monkeypatch, **env):
+    """The compile cache's environment, as a user without the suite's settings has it."""
+    for name in ("JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME", "JAXNETS_COMPILE_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def _run_seeing_the_cache(tmp_path, argv=()):
+    """cli.main of mnist with a run that records JAX's cache settings: (exit, stderr lines,
+    settings)."""
+    import jax
+
+    from experiments import mnist
+
+    seen = {}
+
+    def run(config):
+        seen.update(enabled=jax.config.jax_enable_compilation_cache,
+                    folder=jax.config.jax_compilation_cache_dir)
+
+    code = cli.main(mnist.Config, run, None, ["--out", str(tmp_path / "o"), *argv])
+    return code, seen
+
+
+def test_cache_folder_that_is_the_users_file(tmp_path, monkeypatch, capsys):
+    """Issue 23: JAX_COMPILATION_CACHE_DIR naming a file: each program was said to be a damaged
+    entry, and the advice was to delete the user's file. Now: one line, the cache off for the
+    run (JAX told too: it reads that variable itself), the file untouched."""
+    import jax
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(notes))
+    before = jax.config.jax_enable_compilation_cache
+    code, seen = _run_seeing_the_cache(tmp_path)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0 and seen["enabled"] is False
+    assert len(err) == 1 and "compile cache off for this run: $JAX_COMPILATION_CACHE_DIR (" \
+        f"{notes}) is not a folder; point JAX_COMPILATION_CACHE_DIR at a writable folder" \
+        in err[0], err
+    assert "delete" not in err[0]
+    assert notes.read_text() == "precious"
+    assert jax.config.jax_enable_compilation_cache == before     # restored after the run
+
+
+def test_cache_folder_that_cannot_be_created(tmp_path, monkeypatch, capsys):
+    """Issue 23: HOME read-only (here: its cache folder under a file, which any user can make)
+    said 'delete ~/.cache/jaxnets/xla', a folder that does not exist."""
+    (tmp_path / "file").write_text("x")
+    _cache_env(monkeypatch, XDG_CACHE_HOME=str(tmp_path / "file" / "cache"))
+    code, seen = _run_seeing_the_cache(tmp_path)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0 and seen["enabled"] is False
+    assert len(err) == 1 and f"{tmp_path / 'file' / 'cache' / 'jaxnets' / 'xla'} cannot be " \
+        "created (Not a directory)" in err[0] and "delete" not in err[0], err
+
+
+def test_cache_folder_on_a_read_only_file_system(tmp_path, monkeypatch, capsys):
+    """The issue's case itself: HOME on a read-only file system (a read-only tmpfs; root
+    cannot write there either)."""
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(home)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        _cache_env(monkeypatch, HOME=str(home))
+        code, seen = _run_seeing_the_cache(tmp_path)
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0
+    assert len(err) == 1 and "cannot be created (Read-only file system)" in err[0], err
+
+
+def test_no_compile_cache_also_tells_jax(tmp_path, monkeypatch):
+    """JAX reads JAX_COMPILATION_CACHE_DIR on its own: --no-compile-cache (or
+    JAXNETS_COMPILE_CACHE=0) used to leave it caching there."""
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
+    assert _run_seeing_the_cache(tmp_path, ["--no-compile-cache"])[1]["enabled"] is False
+    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")
+    assert _run_seeing_the_cache(tmp_path)[1]["enabled"] is False
+    monkeypatch.delenv("JAXNETS_COMPILE_CACHE")
+    code, seen = _run_seeing_the_cache(tmp_path)
+    assert seen == {"enabled": True, "folder": str(tmp_path / "cache")}
+
+
+@pytest.mark.parametrize("what,deletes", [
+    ("'jit_run_steps': XlaRuntimeError: INVALID_ARGUMENT: bad entry", True),
+    ("'jit__split_seed': NotADirectoryError: [Errno 20] Not a directory: '/x'", False),
+    ("'jit__split_seed': PermissionError: [Errno 13] Permission denied: '/x'", False)])
+def test_damaged_entry_advice_names_only_a_real_cache_folder(what, deletes, tmp_path,
+                                                            monkeypatch, capsys):
+    from experiments import mnist
+
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    cli._show_warning(mnist.Config, f"{cli._CACHE_READ_ERROR} {what}", UserWarning, "x.py", 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"delete {tmp_path / 'cache'}" in err) == deletes, err
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "missing"))
+    cli._show_warning(mnist.Config, f"{cli._CACHE_READ_ERROR} {what}", UserWarning, "x.py", 1)
+    assert "delete" not in capsys.readouterr().err   # no such folder: never 'delete it'
+
+
+# a lock file whose pid is alive but is not the run that wrote it
+
+
+def _lock_words(path):
+    return Path(path).read_text().split()
+
+
+def test_a_lock_records_pid_host_boot_and_start_time(tmp_path):
+    import socket
+
+    from jaxnets import checkpoint
+
+    path = checkpoint.lock_folder(str(tmp_path))
+    pid, host, boot, start = _lock_words(path)
+    assert int(pid) == os.getpid() and host == socket.gethostname()
+    assert boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert start == checkpoint._start_time(os.getpid()) != "-"
+    checkpoint.unlock_folder(path)
+
+
+@pytest.mark.parametrize("stale", ["other_start", "other_boot", "dead_pid"])
+def test_a_lock_of_a_process_that_has_ended_is_taken_over(stale, tmp_path):
+    """pid 1 is alive, but it did not write this lock (another start time: the pid was reused,
+    or the lock is from before a reboot): the lock is stale."""
+    import subprocess
+    import sys
+
+    from jaxnets import checkpoint
+
+    path = checkpoint.lock_folder(str(tmp_path))
+    words = _lock_words(path)
+    if stale == "other_start":
+        words[0], words[3] = "1", str(int(checkpoint._start_time(1)) + 12345)
+    elif stale == "other_boot":
+        words[0], words[2] = "1", "00000000-0000-0000-0000-000000000000"
+    else:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        words[0] = gone.stdout.strip()
+    Path(path).write_text(" ".join(words) + "\n")
+    again = checkpoint.lock_folder(str(tmp_path))
+    assert int(_lock_words(again)[0]) == os.getpid()
+    checkpoint.unlock_folder(again)
+
+
+def test_a_live_holder_is_refused_with_the_way_out(tmp_path, capsys):
+    """A lock naming a live process that cannot be told apart (an older jaxnets' 'pid host'
+    lock): refused, and the message says which file to delete if no run is using it."""
+    import socket
+
+    lock = tmp_path / "o" / cli.OUT_LOCK
+    lock.parent.mkdir()
+    lock.write_text(f"1 {socket.gethostname()}\n")
+    assert _main_without_run("mnist", ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in use by another run (process 1" in err
+    assert f"if no run of ours is using it, delete {lock})" in err
+
+
+def test_a_live_holder_of_this_version_is_refused(tmp_path):
+    """The real holder (its start time matches): still refused."""
+    import subprocess
+    import sys
+
+    from jaxnets import checkpoint
+    from jaxnets.errors import CheckpointError
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "o")],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointError, match=f"process {holder.pid} "):
+            checkpoint.lock_folder(str(tmp_path / "o"), cli.OUT_LOCK)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# temporaries of a writer killed mid-write
+
+_KILLED_WRITER = """
+import os, signal, sys
+from jaxnets import atomic
+with atomic.replacing(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half a file")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+_SLOW_WRITER = """
+import sys, time
+from jaxnets import atomic
+with atomic.replacing(sys.argv[1]) as tmp:
+    open(tmp, "wb").write(b"being written")
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def _killed_write(path):
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], cwd=ROOT, check=False)
+    assert p.returncode == -signal.SIGKILL
+    left = [n for n in os.listdir(path.parent) if n != path.name]
+    assert len(left) == 1 and left[0].startswith(f".{path.name}.")
+    assert left[0].endswith(".jaxnets-tmp")
+    return left[0]
+
+
+def test_sigkill_during_a_write_leaves_a_temporary_the_next_write_removes(tmp_path):
+    """Issue 23: SIGKILL during a write left .loss_curve.png.<random>.tmp for good."""
+    from jaxnets import atomic
+
+    target = tmp_path / "loss_curve.png"
+    _killed_write(target)
+    with atomic.replacing(str(target)) as tmp:
+        Path(tmp).write_text("whole")
+    assert os.listdir(tmp_path) == ["loss_curve.png"] and target.read_text() == "whole"
+
+
+def test_the_next_run_removes_the_temporaries_of_a_killed_one(tmp_path):
+    """Through the CLI: the output folder's stale temporaries go when a run takes the folder,
+    whichever files that run writes."""
+    from experiments import mnist
+
+    out = tmp_path / "o"
+    out.mkdir()
+    _killed_write(out / "loss_curve.png")
+    (out / ".notes.txt.tmp").write_text("not ours: kept")
+    assert cli.main(mnist.Config, lambda c: None, None, ["--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == [".notes.txt.tmp"]
+
+
+def test_a_temporary_being_written_is_not_removed(tmp_path):
+    """Another process's write in progress holds its temporary's lock: it stays, and the
+    writer's rename still works."""
+    import subprocess
+    import sys
+
+    from jaxnets import atomic
+
+    target = tmp_path / "metrics.json"
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        assert atomic.remove_stale(str(tmp_path)) == []
+        assert len(os.listdir(tmp_path)) == 1
+        with atomic.replacing(str(target)) as tmp:    # another write of the same file
+            Path(tmp).write_text("{}")
+        assert len(os.listdir(tmp_path)) == 2         # the writer's temporary is still there
+    finally:
+        writer.kill()
+        writer.wait()
+    assert atomic.remove_stale(str(tmp_path)) != []   # now it is stale
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+# a run that fails before writing anything leaves no folder behind
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_run_that_fails_while_loading_leaves_no_empty_out(exists, tmp_path, capsys):
+    from experiments import mnist
+    from jaxnets.errors import DataError
+
+    out = tmp_path / "new" / "run"
+    if exists:
+        out.mkdir(parents=True)
+
+    def run(config):
+        assert os.path.isdir(config.out)
+        raise DataError("bad data")
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 2
+    if exists:
+        assert out.is_dir() and os.listdir(out) == []     # not ours to remove
+    else:
+        assert not (tmp_path / "new").exists()            # both folders it made
+
+
+def test_a_run_that_wrote_keeps_its_out(tmp_path):
+    from experiments import mnist
+
+    out = tmp_path / "run"
+
+    def run(config):
+        cli.write_json(os.path.join(config.out, "metrics.json"), {})
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 0
+    assert os.listdir(out) == ["metrics.json"]
+
+
+def test_failed_load_through_the_real_experiment(tmp_path, capsys):
+    """mnist with a data folder that holds no dataset: one line, no output folder made."""
+    from experiments import mnist
+
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "o" / "run"
+    assert mnist.main(["--data-dir", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
