@@ -480,8 +480,12 @@ class Checkpoints:
                 self._lock_path = lock_folder(self.directory)
                 logging.getLogger("absl").addFilter(self._log_filter)
                 _quiet_closed_loop_noise()
+                # cleanup_tmp_directories: the unfinished step folders of a run that was
+                # killed mid-save go now (we hold the lock: no run of ours is writing them),
+                # not only when a later save of that same step comes, with an absl warning.
                 options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
-                                                       enable_async_checkpointing=True)
+                                                       enable_async_checkpointing=True,
+                                                       cleanup_tmp_directories=True)
                 self._manager = ocp.CheckpointManager(
                     self.directory, options=options,
                     handler_registry=_registry(("state", "meta", "history")))

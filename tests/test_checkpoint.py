@@ -507,6 +507,21 @@ def test_an_older_format_is_named(at_40, tmp_path):
         _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 60)
 
 
+def test_an_unfinished_step_of_a_killed_run_is_removed(at_40, tmp_path, capfd):
+    """A run killed mid-save leaves orbax's '<step>.orbax-checkpoint-tmp' folder: the next run
+    on the folder removes it at once (it stayed until that same step was saved again, with an
+    absl warning line on stderr)."""
+    shutil.copytree(at_40, tmp_path / "c")
+    unfinished = tmp_path / "c" / "60.orbax-checkpoint-tmp"
+    (unfinished / "state").mkdir(parents=True)
+    (unfinished / "state" / "half").write_bytes(b"x" * 100)
+    capfd.readouterr()
+    state, _, _ = _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 50)
+    assert int(state.step) == 50
+    assert sorted(os.listdir(tmp_path / "c"), key=int) == ["20", "40", "50"]
+    assert "orbax-checkpoint-tmp" not in capfd.readouterr().err
+
+
 def test_bad_options():
     with pytest.raises(ConfigError, match="resume needs a checkpoint folder") as info:
         _checkpoints(Config(resume=True))
