@@ -335,7 +335,7 @@ def check_readable_file(path: str, param: str) -> None:
                           param=param)
     try:
         # O_NONBLOCK: swapped for a FIFO since the stat, the open still returns at once
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
                           "readable file", param=param) from None

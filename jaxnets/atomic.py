@@ -18,12 +18,16 @@ file; the experiments' CLI does it for the whole output folder it holds.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import stat
 import tempfile
 from collections.abc import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no temporary is ever taken for stale
+    fcntl = None
 
 SUFFIX = ".jaxnets-tmp"
 # mkstemp's random part: 8 characters of [a-z0-9_]
@@ -51,6 +55,8 @@ def remove_stale(folder: str, path: str | None = None) -> list[str]:
     """Delete the temporaries in `folder` whose writer is gone (no process holds their lock);
     only those of `path` when given. Returns the names deleted. A temporary being written is
     locked by its writer and stays; anything not named as ours, or not a regular file, stays."""
+    if fcntl is None:
+        return []
     base = None if path is None else _base(path)
     try:
         names = os.listdir(folder)
@@ -70,13 +76,40 @@ def remove_stale(folder: str, path: str | None = None) -> list[str]:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # held by a live writer: raises
-            os.remove(full)
-            removed.append(name)
+            if os.path.samestat(os.fstat(fd), os.stat(full)):
+                os.remove(full)
+                removed.append(name)
         except OSError:
             continue
         finally:
             os.close(fd)
     return removed
+
+
+def _temporary(path: str, folder: str) -> tuple[int, str]:
+    """A new temporary file for `path` in `folder`, locked, as (fd, its path). A file just made
+    is unlocked for an instant, and remove_stale may take it for a dead writer's then: this one
+    then makes another (it knows from its own lock failing, or from the name no longer being
+    its file)."""
+    for _ in range(100):
+        fd, tmp = tempfile.mkstemp(prefix=f".{_base(path)}.", suffix=SUFFIX, dir=folder)
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:      # remove_stale holds it, and deletes it
+            os.close(fd)
+            continue
+        except OSError:              # no locks on this file system: nor does remove_stale delete
+            return fd, tmp
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:    # deleted by remove_stale before the lock
+            pass
+        os.close(fd)
+    raise OSError(f"{folder}: cannot make a temporary file for {os.path.basename(path)} "
+                  "(another process keeps deleting them)")
 
 
 @contextlib.contextmanager
@@ -92,12 +125,9 @@ def replacing(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_stale(folder, path)   # left by a writer of this file that was killed
-    fd, tmp = tempfile.mkstemp(prefix=f".{_base(path)}.", suffix=SUFFIX, dir=folder)
+    # (its lock is held until the rename, so that remove_stale leaves it alone)
+    fd, tmp = _temporary(path, folder)
     try:
-        # Held until the rename, so that remove_stale leaves this file alone. (A file system
-        # without locks: no lock, and the file is never taken for stale either.)
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield tmp
         # mkstemp creates the file 0600; give it the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())

@@ -370,7 +370,8 @@ def cache_dir_is_a_file(tmp):
         f.write("precious")
     code, _, err = _run_clean_env(_mnist("--out", os.path.join(tmp, "o_cf")),
                                   {"JAX_COMPILATION_CACHE_DIR": path})
-    intact = open(path).read() == "precious"
+    with open(path) as f:
+        intact = f.read() == "precious"
     if code == 0 and intact and len(err) == 1 and "delete" not in err[0]:
         return "correct result", err[0][:160]
     return "anything else", f"exit {code}: {' | '.join(err)[-300:]}"
@@ -427,7 +428,7 @@ def stale_temporary_after_sigkill(tmp):
     assert p.returncode == -signal.SIGKILL
     left = [n for n in os.listdir(out) if n != "loss_curve.png"]
     assert left, "the killed writer left nothing"
-    code, _, err = run(_mnist("--out", out))
+    code, _, _ = run(_mnist("--out", out))
     now = sorted(n for n in os.listdir(out) if n.startswith("."))
     if code == 0 and not now:
         return "correct result", f"removed {left}"
@@ -508,7 +509,8 @@ def _mirror_files(tmp):
     tsv = os.path.join(tmp, "checksums.tsv")
     with open(tsv, "w") as f:
         for name in sorted(os.listdir(d)):
-            blob = open(os.path.join(d, name), "rb").read()
+            with open(os.path.join(d, name), "rb") as blob_file:
+                blob = blob_file.read()
             f.write(f"{name}\t{len(blob)}\t{hashlib.sha256(blob).hexdigest()}\n")
     return d, tsv
 
@@ -582,7 +584,7 @@ def main() -> int:
             t0 = time.monotonic()
             try:
                 kind, note = fn(tmp)
-            except Exception as e:  # the battery's own failure: say it, go on
+            except Exception as e:  # noqa: BLE001 (the battery's own failure: say it, go on)
                 kind, note = "anything else", f"battery error {type(e).__name__}: {e}"
             counts[kind] = counts.get(kind, 0) + 1
             print(f"{section}  {name:<38} {kind:<15} {time.monotonic() - t0:5.1f}s  {note}",

@@ -349,12 +349,12 @@ def _logged_run(config, steps):
 
 
 def _flip_first_digit_after(path, text: bytes) -> None:
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(path.read_bytes())
     at = data.index(text) + len(text)
     while not chr(data[at]).isdigit():
         at += 1
     data[at] = ord("7") if data[at] != ord("7") else ord("3")
-    open(path, "wb").write(bytes(data))
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("sealed", [True, False])
@@ -479,7 +479,8 @@ def test_every_step_is_sealed_and_the_seal_is_sha256sum_format(at_40):
 
     for step in ("20", "40"):
         step_dir = os.path.join(at_40, step)
-        lines = open(os.path.join(step_dir, checkpoint.SEAL)).read().splitlines()
+        with open(os.path.join(step_dir, checkpoint.SEAL)) as f:
+            lines = f.read().splitlines()
         listed = {}
         for line in lines:
             sha, rel = line.split("  ", 1)
@@ -488,8 +489,8 @@ def test_every_step_is_sealed_and_the_seal_is_sha256sum_format(at_40):
                          for r, _, fs in os.walk(step_dir) for f in fs if f != checkpoint.SEAL)
         assert sorted(listed) == on_disk
         for rel, sha in listed.items():
-            assert hashlib.sha256(open(os.path.join(step_dir, rel), "rb").read()
-                                  ).hexdigest() == sha
+            with open(os.path.join(step_dir, rel), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() == sha
 
 
 def test_an_older_format_is_named(at_40, tmp_path):

@@ -8,14 +8,18 @@ $JAXNETS_DATA_CHECKSUMS (a tsv path, read at call time, via monkeypatch); the ot
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import numpy as np
@@ -482,12 +486,6 @@ def test_data_modules_import_one_way():
 
 # --- mirrors that redirect, refuse HEAD, or print (issue 23 s6) -------------------------------
 
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import http.server  # noqa: E402
-import threading  # noqa: E402
-
-
 class _Mirror(http.server.SimpleHTTPRequestHandler):
     """Serves a folder under /<mode>/<file>, misbehaving as <mode> says."""
 
@@ -544,8 +542,8 @@ def _mirror(directory):
 
 
 @pytest.mark.parametrize("mode,says", [
-    ("ftp", "(redirected to ftp://127.0.0.1/t10k-images-idx3-ubyte.gz, which is not an "
-            "http:// or https:// URL (not followed))"),
+    ("ftp", ("(redirected to ftp://127.0.0.1/t10k-images-idx3-ubyte.gz, which is not an "
+             "http:// or https:// URL (not followed))")),
     ("file", "(HTTP 302 "),
     ("loop", "(HTTP 302 too many redirects (a redirect loop?); the last answer: Found)"),
     ("nohead404", "(HTTP 404 Not Found)")])

@@ -895,7 +895,7 @@ def test_cache_folder_on_a_read_only_file_system(tmp_path, monkeypatch, capsys):
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
         _cache_env(monkeypatch, HOME=str(home))
-        code, seen = _run_seeing_the_cache(tmp_path)
+        code, _ = _run_seeing_the_cache(tmp_path)
     finally:
         subprocess.run(["umount", str(home)], check=False)
     err = [line for line in capsys.readouterr().err.splitlines() if line]
@@ -911,8 +911,8 @@ def test_no_compile_cache_also_tells_jax(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")
     assert _run_seeing_the_cache(tmp_path)[1]["enabled"] is False
     monkeypatch.delenv("JAXNETS_COMPILE_CACHE")
-    code, seen = _run_seeing_the_cache(tmp_path)
-    assert seen == {"enabled": True, "folder": str(tmp_path / "cache")}
+    assert _run_seeing_the_cache(tmp_path) == (0, {"enabled": True,
+                                                   "folder": str(tmp_path / "cache")})
 
 
 @pytest.mark.parametrize("what,deletes", [
@@ -1010,6 +1010,7 @@ def test_a_live_holder_of_this_version_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
 
 
 # temporaries of a writer killed mid-write
@@ -1091,6 +1092,7 @@ def test_a_temporary_being_written_is_not_removed(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+        writer.stdout.close()
     assert atomic.remove_stale(str(tmp_path)) != []   # now it is stale
     assert os.listdir(tmp_path) == ["metrics.json"]
 
