@@ -395,10 +395,12 @@ def test_slow_download_fails_at_its_deadline(tmp_path, mnist_files):
     """Bytes keep coming, each well within the read timeout, but the whole is too slow."""
     tfds_dir = str(tmp_path / "tfds")
     with (serve(mnist_files, trickle=("t10k-images-idx3-ubyte.gz",)) as url,
-          pytest.raises(DataUnavailable, match="t10k-images-idx3-ubyte.gz.*deadline")):
+          pytest.raises(DataUnavailable, match="t10k-images-idx3-ubyte.gz.*deadline") as info):
         tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
                                       checksums=checksums_of(mnist_files), deadline=1.0)
     assert _leftovers(tfds_dir) == []
+    # said once (it was wrapped in itself: the file, the URL and the ways, twice)
+    assert str(info.value).count("failed (") == 1, str(info.value)
 
 
 class _InterruptingSha256:

@@ -348,6 +348,8 @@ def _fetch(name: str, filename: str, url: str, size: int, sha: str, path: str, *
                     f"(expected {size} bytes, sha256 {sha}; {seen}): the download is corrupt or "
                     "truncated, or the mirror serves other bytes; retry, or pass that file's "
                     f"checksums (checksums= or ${CHECKSUMS_ENV}) if you trust the mirror")
+    except DataUnavailable:   # (ours, above: an OSError too, not to be wrapped again)
+        raise
     except urllib.error.HTTPError as e:
         raise unavailable(_why(e)) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
