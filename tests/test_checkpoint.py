@@ -323,14 +323,18 @@ def test_random_bytes_and_bit_flips_in_the_data_files_are_caught(tmp_path):
     assert any("does not match the digest" in outcome[k] for k in inside), outcome
 
 
-def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path):
-    """The digest check itself: a saved value changed (here, by rewriting its digest, and the
-    meta's own digest to match, in a step without a seal)."""
+@pytest.mark.parametrize("change", ["other", "missing"])
+def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path, change):
+    """The digest check itself: a saved value changed (here, by rewriting its digest, or
+    dropping it, and the meta's own digest to match, in a step without a seal)."""
     shutil.copytree(at_40, tmp_path / "c")
     os.remove(tmp_path / "c" / "40" / checkpoint.SEAL)
     meta_path = tmp_path / "c" / "40" / "meta" / "metadata"
     meta = json.loads(meta_path.read_text())
-    meta["digests"]["state"]["params/w1"] = "0" * 64
+    if change == "other":
+        meta["digests"]["state"]["params/w1"] = "0" * 64
+    else:   # an array without a digest is not taken on trust
+        del meta["digests"]["state"]["params/w1"]
     meta["sha256"] = checkpoint._meta_digest(meta)
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"40: damaged checkpoint: 'params/w1' does not "
