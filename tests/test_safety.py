@@ -954,6 +954,28 @@ def test_a_lock_records_pid_host_boot_and_start_time(tmp_path):
     checkpoint.unlock_folder(path)
 
 
+def test_start_time_is_when_the_process_started():
+    """The known answer: a process started now has a start time (clock ticks since boot, plus
+    the boot time in /proc/stat) of about now."""
+    import subprocess
+    import sys
+    import time
+
+    from jaxnets import checkpoint
+
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    started = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ticks = int(checkpoint._start_time(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert abs(boot + ticks / os.sysconf("SC_CLK_TCK") - started) < 5
+    assert checkpoint._start_time(child.pid) == "-"      # gone
+
+
 @pytest.mark.parametrize("stale", ["other_start", "other_boot", "dead_pid"])
 def test_a_lock_of_a_process_that_has_ended_is_taken_over(stale, tmp_path):
     """pid 1 is alive, but it did not write this lock (another start time: the pid was reused,
