@@ -195,6 +195,31 @@ def test_a_path_that_leaves_no_room_for_the_files_under_it(tmp_path, capsys):
     assert "and the run writes up to 256 more under it" in _one_line_naming(capsys, "--out")
 
 
+def _path_of_length(base, length):
+    """A path under base of exactly `length` bytes, in names of at most 200."""
+    path = str(base)
+    while len(path) < length:
+        path = os.path.join(path, "p" * min(200, length - len(path) - 1))
+    assert len(path) == length
+    return path
+
+
+def test_path_max_boundary(tmp_path):
+    """PATH_MAX (4096) counts the terminating NUL: 4095 bytes are the longest path; with
+    `room`, what the run adds under it counts too."""
+    from jaxnets.errors import ConfigError
+
+    cli.check_path(_path_of_length(tmp_path, 4095), "out")
+    with pytest.raises(ConfigError, match="longest path a file system takes is 4,095"):
+        cli.check_path(_path_of_length(tmp_path, 4096), "out")
+    cli.check_path(_path_of_length(tmp_path, 4095 - 256), "out", room=256)
+    with pytest.raises(ConfigError, match="and the run writes up to 256 more under it"):
+        cli.check_path(_path_of_length(tmp_path, 4096 - 256), "out", room=256)
+    cli.check_path(str(tmp_path / ("n" * 255)), "out")
+    with pytest.raises(ConfigError, match="is 256 bytes, more than the 255"):
+        cli.check_path(str(tmp_path / ("n" * 256)), "out")
+
+
 @pytest.mark.parametrize("path", ["/proc/x.safetensors", "/sys/kernel/x.safetensors"])
 def test_export_where_nothing_can_be_created(path, tmp_path, capsys):
     """Issue 23: a traceback after the training step."""
@@ -206,24 +231,41 @@ def _within(seconds, fn, *args):
     """fn(*args), failing the test if it has not returned after `seconds` (a hang)."""
     import threading
 
-    result = []
-    thread = threading.Thread(target=lambda: result.append(fn(*args)), daemon=True)
+    result, raised = [], []
+
+    def call():
+        try:
+            result.append(fn(*args))
+        except BaseException as e:  # noqa: BLE001 (raised again in the test's thread)
+            raised.append(e)
+
+    thread = threading.Thread(target=call, daemon=True)
     thread.start()
     thread.join(seconds)
     assert not thread.is_alive(), f"still running after {seconds} s"
+    if raised:
+        raise raised[0]
     return result[0]
 
 
 @pytest.mark.parametrize("module,field", [(m, f) for m, f in _path_flags()
                                           if f in cli.INPUT_FILES])
 @pytest.mark.parametrize("kind", ["fifo", "char_device", "folder"])
-def test_an_input_file_that_is_not_a_regular_file(module, field, kind, tmp_path, capsys):
+def test_an_input_file_that_is_not_a_regular_file(module, field, kind, tmp_path, capsys,
+                                                  monkeypatch):
     """Issue 23: --weights naming a FIFO hung for ever (opening it waits for a writer); a
     device (/dev/zero) reads without end. Refused from its stat, without opening it."""
     path = {"fifo": str(tmp_path / "w.safetensors"), "char_device": "/dev/zero",
             "folder": str(tmp_path)}[kind]
     if kind == "fifo":
         os.mkfifo(path)
+    real_open = os.open
+
+    def never_this_one(name, *args, **kwargs):
+        assert os.fspath(name) != path, f"{path} was opened"
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", never_this_one)
     code = _within(20, _main_without_run, module, _argv(module, field, path, tmp_path))
     assert code == 2
     err = _one_line_naming(capsys, cli.flag(field))
