@@ -1117,9 +1117,15 @@ def test_sigkill_during_a_write_leaves_a_temporary_the_next_write_removes(tmp_pa
 
     target = tmp_path / "loss_curve.png"
     _killed_write(target)
+    (tmp_path / "elsewhere").mkdir()
+    other = _killed_write(tmp_path / "elsewhere" / "metrics.json")
+    os.rename(tmp_path / "elsewhere" / other, tmp_path / other)
     with atomic.replacing(str(target)) as tmp:
         Path(tmp).write_text("whole")
-    assert os.listdir(tmp_path) == ["loss_curve.png"] and target.read_text() == "whole"
+    # a write clears its own file's leftovers only (a folder's: remove_stale, by the CLI)
+    assert sorted(os.listdir(tmp_path)) == sorted([other, "elsewhere", "loss_curve.png"])
+    assert target.read_text() == "whole"
+    assert atomic.remove_stale(str(tmp_path)) == [other]
 
 
 def test_the_next_run_removes_the_temporaries_of_a_killed_one(tmp_path):
