@@ -498,6 +498,8 @@ class _Mirror(http.server.SimpleHTTPRequestHandler):
         mode, _, name = self.path.lstrip("/").partition("/")
         where = {"ftp": f"ftp://127.0.0.1/{name}", "file": "file:///etc/passwd",
                  "loop": self.path, "hop": f"/plain/{name}"}.get(mode)
+        if mode == "getftp" and self.command == "GET":   # HEAD answers; the download is sent on
+            where = f"ftp://127.0.0.1/{name}"
         if where is None:
             return False
         self.send_response(302)
@@ -548,7 +550,8 @@ def _mirror(directory):
              "http:// or https:// URL (not followed))")),
     ("file", "(HTTP 302 "),
     ("loop", "(HTTP 302 too many redirects (a redirect loop?); the last answer: Found)"),
-    ("nohead404", "(HTTP 404 Not Found)")])
+    ("nohead404", "(HTTP 404 Not Found)"),
+    ("getftp", "download from http://")])
 def test_mirror_answers_that_are_refused_in_one_line(mode, says, tmp_path, mnist_files):
     """Issue 23: a 302 to ftp:// was followed; a redirect loop was a 3-line error. Only
     http(s) redirects are followed; each failure is one line saying what happened."""
@@ -557,6 +560,8 @@ def test_mirror_answers_that_are_refused_in_one_line(mode, says, tmp_path, mnist
                                       mirror=f"{url}/{mode}", checksums=checksums_of(mnist_files))
     message = str(info.value)
     assert "\n" not in message and says in message, message
+    if mode == "getftp":   # HEAD was fine: the download itself refused the redirect
+        assert "failed (redirected to ftp://127.0.0.1/" in message, message
 
 
 @pytest.mark.parametrize("mode", ["nohead", "hangup", "hop"])

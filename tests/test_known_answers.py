@@ -199,3 +199,31 @@ def test_divide_by_batch_max_uses_the_batch_maximum():
                                   np.array([[0.125, 0.25], [0.5, 1.0]], np.float32))
     # an all-zero batch is 0 / 0, NaN, as in the seed
     assert np.isnan(np.asarray(D.divide_by_batch_max(np.zeros((2, 2), np.uint8)))).all()
+
+
+# --- the edges of two library rules ------------------------------------------------------------
+
+
+def test_a_batch_that_needs_exactly_the_memory_fits():
+    """check_batch_fits' bound, by hand: 28x28x1 images and labels, each widened to 4 bytes
+    (3136 + 4), plus 8 bytes of index and mask per step of a 10-step chunk: 1000 examples need
+    1000 * (3140 + 80) = 3,220,000 bytes. Exactly that fits; a byte less does not."""
+    from jaxnets.errors import ConfigError
+
+    data = {"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.zeros(10, np.int32)}
+    train.check_batch_fits(data, 1000, 10, memory=3_220_000)
+    with pytest.raises(ConfigError, match="needs at least"):
+        train.check_batch_fits(data, 1000, 10, memory=3_219_999)
+
+
+def test_a_weighted_mean_over_no_weight_is_zero():
+    """A batch whose every row is padding (mask all 0): the mean over no example is 0, not
+    0 / 0 = NaN (which would poison the parameters through the gradient)."""
+    from jaxnets import losses
+
+    logits = jnp.array([[2.0, 0.0], [0.0, 3.0]])
+    value = losses.cross_entropy(logits, jnp.array([0, 1]), weights=jnp.zeros(2))
+    assert float(value) == 0.0
+    grad = jax.grad(lambda x: losses.cross_entropy(x, jnp.array([0, 1]),
+                                                   weights=jnp.zeros(2)))(logits)
+    assert np.all(np.asarray(grad) == 0)
