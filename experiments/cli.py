@@ -273,22 +273,25 @@ def _try_create(folder: str, path: str, param: str, kind: str) -> None:
                           f"({e.strerror}); choose another place", param=param) from None
 
 
-def check_writable_folder(path: str, param: str, room: int = OUTPUT_ROOM) -> None:
-    """ConfigError unless `path` is a folder this process can write into, or can create."""
+def check_writable_folder(path: str, param: str, room: int = OUTPUT_ROOM, *,
+                          named: str | None = None) -> None:
+    """ConfigError unless `path` is a folder this process can write into, or can create.
+    `named`: the path the user gave, when `path` is its folder (a file to write there)."""
     full = check_path(path, param, room)
+    shown = _shown(named or path)
     if os.path.exists(full) and not os.path.isdir(full):
-        raise ConfigError(f"{_shown(path)} exists and is not a folder; name a folder (new or "
+        raise ConfigError(f"{shown} exists and is not a folder; name a folder (new or "
                           "existing)", param=param)
     existing = _existing_ancestor(full)
     if not os.path.isdir(existing):
-        raise ConfigError(f"{_shown(path)}: cannot be created, {_shown(existing)} is "
+        raise ConfigError(f"{shown}: cannot be created, {_shown(existing)} is "
                           + ("a file, not a folder" if os.path.exists(existing)
                              else "a broken link") + "; choose another place", param=param)
     # os.access also says no for a read-only file system, which permissions do not show.
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{_shown(path)}: cannot write there ({_shown(existing)} is not "
+        raise ConfigError(f"{shown}: cannot write there ({_shown(existing)} is not "
                           "writable); choose another place", param=param)
-    _try_create(existing, path, param, "file" if existing == full else "folder")
+    _try_create(existing, named or path, param, "file" if existing == full else "folder")
 
 
 def check_writable_file(path: str, param: str) -> None:
@@ -307,7 +310,7 @@ def check_writable_file(path: str, param: str) -> None:
         raise ConfigError(f"{_shown(path)}: cannot be created, {_shown(folder)} is a file, not "
                           "a folder; choose another place", param=param)
     # (room: the write goes through a temporary name next to it, up to NAME_MAX bytes)
-    check_writable_folder(folder, param, room=OUTPUT_ROOM)
+    check_writable_folder(folder, param, room=OUTPUT_ROOM, named=path)
 
 
 def _kind(mode: int) -> str:
