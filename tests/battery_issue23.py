@@ -320,6 +320,13 @@ def tensorboard_in_sys(tmp):
 
 
 @case(5)
+def out_under_a_symlink_loop(tmp):
+    loop = os.path.join(tmp, "loop")
+    os.symlink(loop, loop)
+    return one_line(*_no_stdout(run(_mnist("--out", os.path.join(loop, "x")))), "--out")
+
+
+@case(5)
 def weights_char_device(tmp):
     return one_line(*_no_stdout(run(_resnet(tmp, "--weights", "/dev/zero"), timeout=60)),
                     "--weights", "not a regular file")
@@ -454,7 +461,8 @@ class _Mirror(http.server.SimpleHTTPRequestHandler):
         pass
 
     def _misbehave(self) -> bool:
-        if self.path.startswith("/ftp/"):
+        if self.path.startswith("/ftp/") or (self.path.startswith("/getftp/")
+                                             and self.command == "GET"):
             self.send_response(302)
             self.send_header("Location", "ftp://127.0.0.1/" + os.path.basename(self.path))
         elif self.path.startswith("/loop/"):
@@ -532,6 +540,28 @@ def redirect_to_ftp(tmp):
     if kind == "one-line error" and "http" not in err[0].split("ftp://")[0][-200:]:
         return "anything else", "misleading: " + note
     return kind, note
+
+
+@case(6)
+def download_redirected_to_ftp(tmp):
+    """Variant: HEAD answers, the GET of the download itself is sent on to ftp://."""
+    return one_line(*_no_stdout(_download(tmp, "getftp", "--quiet")), "ftp://")
+
+
+@case(6)
+def no_compile_cache_with_jax_env(tmp):
+    """Variant: --no-compile-cache while $JAX_COMPILATION_CACHE_DIR is set (JAX reads it
+    itself): nothing may be written there."""
+    cache = os.path.join(tmp, "jcc")
+    code, _, _ = _run_clean_env(_mnist("--out", os.path.join(tmp, "o_ncc"),
+                                         "--no-compile-cache"),
+                                {"JAX_COMPILATION_CACHE_DIR": cache,
+                                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                                 "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"})
+    written = os.listdir(cache) if os.path.isdir(cache) else []
+    if code == 0 and not written:
+        return "correct result", "nothing cached"
+    return "anything else", f"exit {code}, {len(written)} cache entries written"
 
 
 @case(6)
