@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -131,67 +132,197 @@ def check_positive(config: Any, *names: str) -> None:
 # --- checks before any data is loaded (cli.main) -----------------------------------------------
 
 # Fields, by name, that say where a run writes (folders, files) or what it reads first: main
-# checks them before `run`, so a bad one fails in a second, not after the training.
+# checks them before `run`, so a bad one fails in a second, not after the training. Every path
+# flag is one of these, and goes through `check_path` (the text), then its kind's check (the
+# file system's own answer).
 OUTPUT_FOLDERS = ("out", "checkpoint_dir", "tensorboard")
 OUTPUT_FILES = ("export",)
-INPUT_FILES = ("weights",)
+INPUT_FILES = ("weights", "csv_file", "txt_file")
+INPUT_FOLDERS = ("data_dir", "cifar_data_dir")
+
+# The limits of Linux's usual file systems (ext4, xfs, tmpfs, ...), where pathconf cannot say.
+NAME_MAX, PATH_MAX = 255, 4096
+# What a run adds under an output folder: file names, orbax's step folders (the longest,
+# '<step>.orbax-checkpoint-tmp-<n>/state/ocdbt.process_0/d/<32 hex>', is about 100 bytes).
+OUTPUT_ROOM = NAME_MAX + 1
 
 
-def check_writable_folder(path: str, param: str) -> None:
-    """ConfigError unless `path` is a folder this process can write into, or can create."""
-    full = os.path.abspath(path)
-    if os.path.exists(full) and not os.path.isdir(full):
-        raise ConfigError(f"{path} exists and is not a folder; name a folder (new or existing)",
-                          param=param)
+def _shown(path: str) -> str:
+    """A path short enough for a one-line message."""
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-40:]} ({len(path):,} characters)"
+
+
+def _existing_ancestor(full: str) -> str:
+    """The nearest folder of an absolute path that exists (the path itself if it does)."""
     existing = full
-    while not os.path.exists(existing):  # the nearest ancestor that exists is created under
+    while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
+    return existing
+
+
+def _limit(folder: str, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+    return default if value is None or value <= 0 else value
+
+
+def check_path(path: str, param: str, room: int = 0) -> str:
+    """ConfigError for a path no file system takes, whatever it names: empty (which would mean
+    the working folder, or nothing), a NUL byte, a name longer than NAME_MAX bytes, or a whole
+    path (plus `room`, what the run adds under it) longer than PATH_MAX. Returns its absolute
+    form."""
+    if not isinstance(path, str) or path == "":
+        raise ConfigError("an empty path names nothing; give a path", param=param)
+    if "\0" in path:
+        raise ConfigError(f"{_shown(path)!r}: a path cannot hold a NUL character", param=param)
+    full = os.path.abspath(path)
+    existing = _existing_ancestor(full)
+    name_max = _limit(existing, "PC_NAME_MAX", NAME_MAX)
+    for part in full.split(os.sep):
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(f"{_shown(path)}: the name {_shown(part)} is "
+                              f"{len(os.fsencode(part)):,} bytes, more than the {name_max} a "
+                              "file name can have; use a shorter name", param=param)
+    path_max = _limit(existing, "PC_PATH_MAX", PATH_MAX)
+    if len(os.fsencode(full)) + room >= path_max:
+        raise ConfigError(f"{_shown(path)}: its full path is {len(os.fsencode(full)):,} bytes"
+                          + (f", and the run writes up to {room} more under it" if room else "")
+                          + f"; the longest path a file system takes is {path_max - 1:,}; use a "
+                          "shorter path", param=param)
+    return full
+
+
+def _try_create(folder: str, path: str, param: str, kind: str) -> None:
+    """Create and remove a temporary folder (kind 'folder') or file in `folder`: the file
+    system's own answer. os.access says yes to root everywhere, and /proc and /sys say yes to
+    access but refuse to create anything."""
+    import tempfile
+
+    try:
+        if kind == "folder":
+            os.rmdir(tempfile.mkdtemp(prefix=".jaxnets-probe-", dir=folder))
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".jaxnets-probe-", dir=folder)
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot create a {kind} in {_shown(folder)} "
+                          f"({e.strerror}); choose another place", param=param) from None
+
+
+def check_writable_folder(path: str, param: str, room: int = OUTPUT_ROOM, *,
+                          named: str | None = None) -> None:
+    """ConfigError unless `path` is a folder this process can write into, or can create.
+    `named`: the path the user gave, when `path` is its folder (a file to write there)."""
+    full = check_path(path, param, room)
+    shown = _shown(named or path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ConfigError(f"{shown} exists and is not a folder; name a folder (new or "
+                          "existing)", param=param)
+    existing = _existing_ancestor(full)
     if not os.path.isdir(existing):
-        raise ConfigError(f"{path}: cannot be created, {existing} is a file, not a folder; "
-                          "choose another place", param=param)
+        raise ConfigError(f"{shown}: cannot be created, {_shown(existing)} is "
+                          + ("a file, not a folder" if os.path.exists(existing)
+                             else "a broken link") + "; choose another place", param=param)
     # os.access also says no for a read-only file system, which permissions do not show.
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: cannot write there ({existing} is not writable); choose "
-                          "another place", param=param)
+        raise ConfigError(f"{shown}: cannot write there ({_shown(existing)} is not "
+                          "writable); choose another place", param=param)
+    _try_create(existing, named or path, param, "file" if existing == full else "folder")
 
 
 def check_writable_file(path: str, param: str) -> None:
-    """ConfigError unless the file `path` can be written (its folder exists or can be made)."""
-    if os.path.isdir(path):
-        raise ConfigError(f"{path} is a folder; name a file", param=param)
-    folder = os.path.dirname(os.path.abspath(path))
+    """ConfigError unless the file `path` can be written (its folder exists or can be made):
+    an existing one must be a regular file (the write renames a new file over it: a FIFO or a
+    device would be replaced)."""
+    full = check_path(path, param)
+    if os.path.isdir(full):
+        raise ConfigError(f"{_shown(path)} is a folder; name a file", param=param)
+    if os.path.exists(full) and not stat.S_ISREG(os.stat(full).st_mode):
+        raise ConfigError(f"{_shown(path)} exists and is not a regular file "
+                          f"({_kind(os.stat(full).st_mode)}); name a new or a regular file",
+                          param=param)
+    folder = os.path.dirname(full)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{path}: cannot be created, {folder} is a file, not a folder; "
-                          "choose another place", param=param)
-    check_writable_folder(folder, param)
+        raise ConfigError(f"{_shown(path)}: cannot be created, {_shown(folder)} is a file, not "
+                          "a folder; choose another place", param=param)
+    # (room: the write goes through a temporary name next to it, up to NAME_MAX bytes)
+    check_writable_folder(folder, param, room=OUTPUT_ROOM, named=path)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def check_readable_file(path: str, param: str) -> None:
-    """ConfigError unless `path` is a file this process can read."""
+    """ConfigError unless `path` is a regular file this process can read. Anything else is
+    refused from its stat, without opening it: opening a FIFO waits for a writer (for ever),
+    and a device reads without end (/dev/zero) or has side effects."""
+    check_path(path, param)
     try:
-        with open(path, "rb") as f:
-            f.read(1)
+        mode = os.stat(path).st_mode
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror}); pass an existing, readable "
-                          "file", param=param) from None
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a file",
+                          param=param)
+    try:
+        # O_NONBLOCK: swapped for a FIFO since the stat, the open still returns at once
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a "
+                              "file", param=param)
+        os.read(fd, 1)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
+                          "readable file", param=param) from None
+    finally:
+        os.close(fd)
+
+
+def check_readable_folder(path: str, param: str) -> None:
+    """ConfigError unless `path` is a folder this process can list."""
+    check_path(path, param)
+    if not os.path.isdir(path):
+        what = "is not a folder" if os.path.exists(path) else "no such folder"
+        raise ConfigError(f"{_shown(path)}: {what}; name the folder that holds the files",
+                          param=param)
+    try:
+        os.listdir(path)
+    except OSError as e:
+        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); name a readable "
+                          "folder", param=param) from None
+
+
+_PATH_CHECKS = {**dict.fromkeys(OUTPUT_FOLDERS, check_writable_folder),
+                **dict.fromkeys(OUTPUT_FILES, check_writable_file),
+                **dict.fromkeys(INPUT_FILES, check_readable_file),
+                **dict.fromkeys(INPUT_FOLDERS, check_readable_folder)}
 
 
 def check_early(config: Any) -> None:
-    """The checks of a Config that need the file system or jax, by field name: output
-    folders and files writable, input files readable, no more devices than jax sees. main calls
-    it before `run`, so they fail before any data is loaded."""
+    """The checks of a Config that need the file system or jax, by field name: every path
+    field (`_PATH_CHECKS`: output folders and files writable, input files and folders
+    readable), no more devices than jax sees. main calls it before `run`, so they fail before
+    any data is loaded."""
     flat = settings(config)  # (the run options' fields among the Config's own)
-    names = list(flat)
-    for name in names:
-        value = flat[name]
-        if value is None:
-            continue
-        if name in OUTPUT_FOLDERS:
-            check_writable_folder(value, name)
-        elif name in OUTPUT_FILES:
-            check_writable_file(value, name)
-        elif name in INPUT_FILES:
-            check_readable_file(value, name)
+    for name, value in flat.items():
+        if value is not None and name in _PATH_CHECKS:
+            _PATH_CHECKS[name](value, name)
     if flat.get("devices", 1) != 1:
         device_mesh(flat["devices"])  # ConfigError naming devices when jax sees fewer
 
@@ -203,18 +334,33 @@ OUT_LOCK = ".run.lock"   # in --out while a run writes there (the checkpoint fol
 def output_lock(out: str | None):
     """Hold a lock file in the output folder for the run (created now): a second run with the
     same folder fails at once with CheckpointError naming `out`, instead of the two
-    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism."""
+    overwriting each other's metrics.json and plots. The checkpoint folder's lock mechanism.
+
+    Holding the folder, it deletes the temporaries of atomic writes whose writer was killed
+    (`jaxnets.atomic.remove_stale`). A folder it created is removed again if the run leaves it
+    empty (a run that failed while loading its data leaves no empty folder behind)."""
     if out is None:
         yield
         return
-    from jaxnets import checkpoint
+    from jaxnets import atomic, checkpoint
 
-    os.makedirs(out, exist_ok=True)
-    path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+    created, folder = [], os.path.abspath(out)
+    while not os.path.exists(folder):       # the folders this run makes, deepest first
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    path = None
     try:
+        os.makedirs(out, exist_ok=True)
+        path = checkpoint.lock_folder(out, OUT_LOCK, param="out", what="output folder")
+        atomic.remove_stale(out)
         yield
     finally:
         checkpoint.unlock_folder(path)
+        for folder in created:
+            try:
+                os.rmdir(folder)               # only if empty
+            except OSError:
+                break
 
 
 # --- the parser generated from Config -----------------------------------------------------------
@@ -396,6 +542,9 @@ _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 _CACHE_READ_ERROR = "Error reading persistent compilation cache entry for"
+# In JAX's message: the cache folder, not an entry, is at fault.
+_FOLDER_ERRORS = ("NotADirectoryError", "FileExistsError", "PermissionError",
+                  "FileNotFoundError", "Read-only file system")
 
 
 def _show_warning(config_cls: type, message, category, filename, lineno, file=None,
@@ -406,10 +555,17 @@ def _show_warning(config_cls: type, message, category, filename, lineno, file=No
     elif str(message).startswith(_CACHE_READ_ERROR):
         # JAX's own words are two lines with its source path; the entry stays damaged (JAX
         # does not write over an existing entry), so every later run would say it again.
-        what = str(message)[len(_CACHE_READ_ERROR):].strip(" :")
-        print(f"{prog(config_cls)}: warning: a compile cache entry is damaged ({what}), so it "
-              f"was compiled again; delete {cache_dir() or 'the compile cache folder'} to "
-              "rebuild the cache (or run with --no-compile-cache)", file=sys.stderr)
+        what = " ".join(str(message)[len(_CACHE_READ_ERROR):].strip(" :").split())
+        folder = cache_dir()
+        if folder and os.path.isdir(folder) and not any(e in what for e in _FOLDER_ERRORS):
+            text = (f"a compile cache entry is damaged ({what}), so it was compiled again; "
+                    f"delete {folder} to rebuild the cache")
+        else:  # the folder itself: deleting it may not help, and it may not be a cache at all
+            text = (f"the compile cache folder {folder or '(none)'} cannot be used ({what}), so "
+                    "programs are compiled again; point JAX_COMPILATION_CACHE_DIR at a "
+                    "writable folder")
+        print(f"{prog(config_cls)}: warning: {text} (or run with --no-compile-cache)",
+              file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr if file is None else file, end="")
@@ -447,6 +603,8 @@ def main(config_cls: type, run: Callable[[Any], Any], doc: str | None,
                 warnings.catch_warnings():
             warnings.simplefilter("always", JaxnetsWarning)  # (each run says it again)
             warnings.showwarning = functools.partial(_show_warning, config_cls)
+            if cache.problem:
+                warnings.warn(cache.problem, JaxnetsWarning, stacklevel=1)
             run(config)
         Reporter(getattr(options, "quiet", False)).say(cache.summary())
         sys.stdout.flush()
@@ -506,8 +664,34 @@ class CompileCache:
 
     def __init__(self, enabled: bool = True):
         self.directory = cache_dir() if enabled else None
+        self.problem: str | None = None   # why the cache is off for this run, if it must be
         self.hits = self.writes = 0
         self._saved: dict[str, Any] = {}
+
+    def _unusable(self) -> str | None:
+        """Why the cache folder cannot take entries (made now if missing), None if it can. JAX
+        would otherwise warn about every program, as if its entries were damaged."""
+        import tempfile
+
+        folder = self.directory
+        where = (f"$JAX_COMPILATION_CACHE_DIR ({folder})"
+                 if os.environ.get("JAX_COMPILATION_CACHE_DIR") else folder)
+        fix = ("point JAX_COMPILATION_CACHE_DIR at a writable folder, or run with "
+               "--no-compile-cache")
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            return f"compile cache off for this run: {where} is not a folder; {fix}"
+        for step in ("created", "written"):
+            try:
+                if step == "created":
+                    os.makedirs(folder, exist_ok=True)
+                else:
+                    fd, probe = tempfile.mkstemp(prefix=".jaxnets-probe-", dir=folder)
+                    os.close(fd)
+                    os.remove(probe)
+            except OSError as e:
+                return (f"compile cache off for this run: {where} cannot be {step} "
+                        f"({e.strerror}); {fix}")
+        return None
 
     def _count(self, event: str, **kwargs: Any) -> None:
         if event == _HIT:
@@ -516,7 +700,20 @@ class CompileCache:
             self.writes += 1
 
     def __enter__(self):
+        if self.directory is not None:
+            self.problem = self._unusable()
+            if self.problem is not None:
+                self.directory = None
         if self.directory is None:
+            # JAX reads $JAX_COMPILATION_CACHE_DIR itself (and a process may have set its cache
+            # before): off must be said to JAX too
+            if os.environ.get("JAX_COMPILATION_CACHE_DIR") or "jax" in sys.modules:
+                import jax
+
+                if jax.config.jax_compilation_cache_dir:
+                    self._saved["jax_enable_compilation_cache"] = \
+                        jax.config.jax_enable_compilation_cache
+                    jax.config.update("jax_enable_compilation_cache", False)
             return self
         import jax
 
@@ -533,14 +730,15 @@ class CompileCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.directory is None:
+        if not self._saved:
             return
         import jax
 
-        # jax < 0.4.31 has no unregister: the listener then stays, counting into this object.
-        unregister = getattr(jax.monitoring, "unregister_event_listener", None)
-        if unregister is not None:
-            unregister(self._count)
+        if self.directory is not None:
+            # jax < 0.4.31 has no unregister: the listener then stays, counting into this object.
+            unregister = getattr(jax.monitoring, "unregister_event_listener", None)
+            if unregister is not None:
+                unregister(self._count)
         for name, value in self._saved.items():
             jax.config.update(name, value)
 

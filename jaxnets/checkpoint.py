@@ -11,14 +11,20 @@ only once fully written; async: writes overlap training; the last `keep` are kep
 items: `state` (step, params, optimizer state, model state and the training PRNG key, as arrays),
 `history` (the per-step metrics so far, so loss curves survive a resume) and `meta` (JSON: the
 run's config, what wrote it, the key's implementation, a fingerprint of the training data, the
-run's logged records and a sha256 digest of every saved array). No pickle.
+run's logged records, a sha256 digest of every saved array and one of the meta itself). Once
+orbax has committed a step, `jaxnets.sha256` (sha256sum's format) is written into its folder
+with the digest of every other file there. No pickle.
 
 Resuming is exact: batch order and per-step keys are pure functions of (key, step), so a run
 killed after step k and resumed equals, bit for bit on CPU, a run that was never interrupted.
 A checkpoint that does not fit (other writer, settings, training data, model shapes, more steps
 than asked for, bytes that do not match their digests) raises CheckpointError before anything
-is written, so the existing checkpoints stay as they were. A lock file (`.lock`: pid and host)
-keeps a second run out of a folder in use; one left by a killed process is taken over.
+is written, so the existing checkpoints stay as they were. Every byte of a sealed step folder is
+covered: one flipped anywhere is refused as damage, never restored (a step a run was killed
+before sealing still has every restored byte covered by the digests inside its meta).
+A lock file (`.lock`: pid, host, boot and process start time) keeps a second run out of a
+folder in use; one left by a process that has ended (killed, or before a reboot, its pid since
+reused) is taken over.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterable, Mapping
@@ -40,12 +47,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import torch_io
+from jaxnets import atomic, torch_io
 from jaxnets.errors import CheckpointError, ConfigError
 
 # 2: meta holds a digest of every array, the training data's fingerprint and the run's logs.
-FORMAT = "jaxnets-checkpoint-2"
-LOCK = ".lock"   # 'pid host' of the run using the folder
+# 3: meta holds its own digest ('sha256'); step folders are sealed with SEAL.
+FORMAT = "jaxnets-checkpoint-3"
+LOCK = ".lock"   # who holds the folder: see lock_folder
+# In each step folder once orbax has committed it: 'sha256  path' for every other file there
+# (sha256sum's format: `cd <step> && sha256sum -c jaxnets.sha256` checks it by hand too).
+SEAL = "jaxnets.sha256"
+_SEAL_LINE = re.compile(r"([0-9a-f]{64})  ([^\n]+)")
 
 
 def _config_dict(config: Any) -> dict:
@@ -142,9 +154,100 @@ def _check_digests(where: str, step: int, saved: Mapping[str, str], tree: Any) -
     live = _digests(tree)
     for path in sorted(set(saved) | set(live)):
         if saved.get(path) != live.get(path):
-            raise CheckpointError(f"{where}: damaged checkpoint: {path!r} does not match the "
-                                  f"digest saved with step {step}; delete that step folder to "
-                                  "resume from the previous checkpoint", param="checkpoint_dir")
+            raise _damaged(where, f"{path!r} does not match the digest saved with step {step}")
+
+
+def _damaged(where: str, what: str) -> CheckpointError:
+    """The one message for a step whose bytes are not those saved: name it and the way out."""
+    return CheckpointError(f"{where}: damaged checkpoint: {what}; delete that step folder to "
+                           "resume from the previous checkpoint", param="checkpoint_dir")
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    """sha256 of the meta without its own 'sha256' entry, as canonical JSON (sorted keys, no
+    spaces): the meta is JSON that orbax writes and reads back, and the JSON round trip of
+    these values (str, int, float, NaN, lists, dicts with str keys) is exact."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_meta_digest(where: str, step: int, meta: Any) -> None:
+    """CheckpointError unless the restored meta is the one saved: flipped bytes in the config,
+    the logs, the fingerprint or the array digests would otherwise be restored as they are."""
+    if not isinstance(meta, Mapping):
+        raise _damaged(where, "its meta is not a JSON object")
+    if "sha256" not in meta:
+        if meta.get("format") == FORMAT:   # ours, its digest gone: damage
+            raise _damaged(where, "its meta has no digest")
+        return   # another writer or an older format: _check_meta says which
+    if meta.get("sha256") != _meta_digest(meta):
+        raise _damaged(where, f"its meta does not match the digest saved with step {step}")
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _folder_digests(step_dir: str) -> dict[str, str]:
+    """{path relative to step_dir: sha256} of every file under step_dir but the seal."""
+    out = {}
+    for root, dirs, files in os.walk(step_dir):
+        dirs.sort()
+        for name in sorted(files):
+            rel = os.path.relpath(os.path.join(root, name), step_dir)
+            if rel != SEAL:
+                out[rel] = _file_sha256(os.path.join(root, name))
+    return out
+
+
+def _seal(step_dir: str) -> None:
+    """Write SEAL into a step folder orbax has committed (atomically: a run killed while
+    writing it leaves the step unsealed, which restores as before, on the meta's digests)."""
+    if not os.path.isdir(step_dir):
+        return
+    lines = "".join(f"{sha}  {rel}\n" for rel, sha in _folder_digests(step_dir).items())
+    with atomic.replacing(os.path.join(step_dir, SEAL)) as tmp, open(tmp, "w") as f:
+        f.write(lines)
+
+
+def _check_seal(where: str, step: int, step_dir: str) -> bool:
+    """CheckpointError naming the first file of a sealed step whose bytes differ from those
+    sealed (or that is missing, or was added); False for a step without a seal (killed between
+    orbax's commit and the seal, or written before seals), True when every byte matches."""
+    try:
+        with open(os.path.join(step_dir, SEAL), "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise _damaged(where, f"its {SEAL} cannot be read ({e.strerror})") from None
+    saved: dict[str, str] = {}
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    lines = text.split("\n")
+    if not text.endswith("\n") or not all(_SEAL_LINE.fullmatch(line) for line in lines[:-1]):
+        raise _damaged(where, f"its {SEAL} is not the one saved")
+    for line in lines[:-1]:
+        sha, rel = _SEAL_LINE.fullmatch(line).groups()
+        if rel in saved:
+            raise _damaged(where, f"its {SEAL} is not the one saved")
+        saved[rel] = sha
+    live = _folder_digests(step_dir)
+    for rel in sorted(set(saved) | set(live)):
+        if rel not in live:
+            raise _damaged(where, f"{rel!r} is missing")
+        if rel not in saved:
+            raise _damaged(where, f"{rel!r} was not saved with step {step}")
+        if saved[rel] != live[rel]:
+            raise _damaged(where, f"{rel!r} does not match the digest saved with step {step}")
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -157,33 +260,80 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _boot_id() -> str:
+    """This boot of the machine ('-' where Linux's /proc cannot say): pids restart at each boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or "-"
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str:
+    """When process `pid` started, in clock ticks since boot ('-' where /proc cannot say): a
+    pid reused by another process has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return "-"
+    # 'pid (comm) state ...': comm may hold spaces and parentheses; starttime is field 22.
+    fields = text.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else "-"
+
+
+def _lock_text() -> str:
+    """What a lock file holds: 'pid host boot-id start-time', enough to tell a live holder from
+    a process that merely has its pid now (after a reboot, or pid reuse)."""
+    pid = os.getpid()
+    return f"{pid} {socket.gethostname()} {_boot_id()} {_start_time(pid)}\n"
+
+
+def _holder_gone(pid: int, host: str, boot: str, start: str) -> bool:
+    """Whether the process a lock names has ended (its lock is stale). Another host's is taken
+    as alive: it cannot be checked from here."""
+    if host != socket.gethostname():
+        return False
+    if boot != "-" and _boot_id() != "-" and boot != _boot_id():
+        return True                    # written before a reboot
+    if not _pid_alive(pid):
+        return True
+    now = _start_time(pid)
+    return start != "-" and now != "-" and start != now   # the pid is another process's now
+
+
 def lock_folder(directory: str, name: str = LOCK, *, param: str = "checkpoint_dir",
                 what: str = "checkpoint folder") -> str:
-    """Create `directory/name` holding 'pid host' and return its path; CheckpointError (naming
-    `param`; `what` the folder is, in the message) if a live process holds it. A lock left by a
-    process that no longer runs (killed) is taken over. `unlock_folder` releases it."""
+    """Create `directory/name` (`_lock_text`: pid, host, boot and start time) and return its
+    path; CheckpointError (naming `param`; `what` the folder is, in the message) if a live
+    process holds it. A lock whose process has ended (killed, or before a reboot, or whose pid
+    now belongs to another process) is taken over. `unlock_folder` releases it."""
     path = os.path.join(directory, name)
-    me = f"{os.getpid()} {socket.gethostname()}"
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
                 with open(path) as f:
-                    pid_text, _, host = f.read().strip().partition(" ")
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                pid, host = -1, ""   # half-written by a process killed while writing it
-            if pid > 0 and (host != socket.gethostname() or _pid_alive(pid)):
+                    words = f.read().split()
+                pid = int(words[0])
+            except (OSError, ValueError, IndexError):
+                pid, words = -1, []   # half-written by a process killed while writing it
+            # (a lock of an older jaxnets holds 'pid host' only: boot and start unknown)
+            host = words[1] if len(words) > 1 else ""
+            boot = words[2] if len(words) > 2 else "-"
+            start = words[3] if len(words) > 3 else "-"
+            if pid > 0 and not _holder_gone(pid, host, boot, start):
                 raise CheckpointError(
                     f"{directory} is in use by another run (process {pid} on "
                     f"{host or 'this host'}, lock file {path}); wait for it to end or use "
-                    f"another {what}", param=param) from None
+                    f"another {what} (if no run of ours is using it, delete {path})",
+                    param=param) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)     # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(me + "\n")
+            f.write(_lock_text())
         return path
     raise CheckpointError(f"{directory}: cannot take the lock file {path}; another run keeps "
                           f"creating it, use another {what}", param=param)
@@ -300,6 +450,7 @@ class Checkpoints:
         self.status = ""              # one line for the experiment to print
         self.resumed_step = 0
         self._saved_step = -1
+        self._unsealed: int | None = None   # saved, not yet sealed (orbax may still be writing)
         self._manager = None
         self._lock_path: str | None = None
         self._log_filter = _OrbaxErrorLogs()
@@ -328,8 +479,12 @@ class Checkpoints:
                 self._lock_path = lock_folder(self.directory)
                 logging.getLogger("absl").addFilter(self._log_filter)
                 _quiet_closed_loop_noise()
+                # cleanup_tmp_directories: the unfinished step folders of a run that was
+                # killed mid-save go now (we hold the lock: no run of ours is writing them),
+                # not only when a later save of that same step comes, with an absl warning.
                 options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
-                                                       enable_async_checkpointing=True)
+                                                       enable_async_checkpointing=True,
+                                                       cleanup_tmp_directories=True)
                 self._manager = ocp.CheckpointManager(
                     self.directory, options=options,
                     handler_registry=_registry(("state", "meta", "history")))
@@ -352,8 +507,11 @@ class Checkpoints:
         differences."""
         where = self._where(step)
         if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{where}: not a {FORMAT} checkpoint; use an empty checkpoint "
-                                  "folder", param="checkpoint_dir")
+            older = str(meta.get("format", "")) if isinstance(meta, Mapping) else ""
+            why = (f"written by an older jaxnets ({older}), which this one cannot resume"
+                   if older.startswith("jaxnets-checkpoint-") else f"not a {FORMAT} checkpoint")
+            raise CheckpointError(f"{where}: {why}; use an empty checkpoint folder",
+                                  param="checkpoint_dir")
         if meta.get("experiment") != self.name:
             raise CheckpointError(f"{where}: written by {meta.get('experiment')}, not "
                                   f"{self.name}; use another checkpoint folder",
@@ -414,6 +572,8 @@ class Checkpoints:
                                   "checkpoint folder", param="resume")
         import orbax.checkpoint as ocp
 
+        # Every byte of a sealed step, before orbax reads any of it.
+        _check_seal(self._where(step), step, self._where(step))
         damaged = (f"the checkpoint is damaged, delete that step folder ({self._where(step)}) "
                    "to resume from the previous one")
         try:
@@ -422,6 +582,7 @@ class Checkpoints:
         except Exception as e:  # orbax/tensorstore raise many types for a damaged folder
             raise CheckpointError(f"{self._where(step)}: unreadable meta ({type(e).__name__}); "
                                   f"{damaged}", param="checkpoint_dir") from e
+        _check_meta_digest(self._where(step), step, meta)
         allowed = self._check_meta(step, meta, data_fingerprint, num_steps)
         template = _host_copy(_payload(state, key))
         try:
@@ -480,17 +641,34 @@ class Checkpoints:
         history = {k: np.asarray(v, np.float32) for k, v in metrics.items()}
         meta = {"format": FORMAT, "experiment": self.name, "config": self.config,
                 "key_impl": _key_data(key)[1], "step": step, "data": data_fingerprint,
-                "logs": json.loads(json.dumps(logs, default=float)),
-                "digests": {"state": _digests(payload), "history": _digests(history)}}
+                "logs": logs, "digests": {"state": _digests(payload),
+                                          "history": _digests(history)}}
+        # The digest of exactly what a restore reads back: the JSON round trip of the meta.
+        meta = json.loads(json.dumps(meta, default=float))
+        meta["sha256"] = _meta_digest(meta)
         manager = self._open()
         try:  # (an earlier asynchronous save's failure surfaces here too)
+            self._seal_pending(manager)   # the previous step, committed by now
             manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta),
                 history=ocp.args.StandardSave(history)), force=True)
+        except CheckpointError:
+            raise
         except Exception as e:
             raise _write_error(self.directory, e) from e
-        self._saved_step = step
+        self._saved_step = self._unsealed = step
         return True
+
+    def _seal_pending(self, manager) -> None:
+        """Seal the step saved last, once orbax has committed it (waits for its asynchronous
+        write, which orbax's next save would wait for anyway). Only process 0 writes the seal
+        (multi-host: every process writes its part of a step, orbax commits it once)."""
+        step, self._unsealed = self._unsealed, None
+        if step is None:
+            return
+        manager.wait_until_finished()
+        if jax.process_index() == 0:
+            _seal(self._where(step))
 
     def close(self) -> None:
         """Wait for pending writes, release the manager and the folder's lock (safe twice).
@@ -500,6 +678,7 @@ class Checkpoints:
             if manager is not None:
                 try:
                     manager.wait_until_finished()
+                    self._seal_pending(manager)
                 except Exception as e:
                     raise _write_error(self.directory, e) from e
                 finally:
@@ -525,6 +704,7 @@ def restore_state(directory: str, state: Any, step: int | None = None) -> Any:
         if step is None:
             raise CheckpointError(f"{directory}: holds no checkpoint", param="checkpoint_dir")
         where = os.path.join(directory, str(step))
+        _check_seal(where, step, where)
         template = _host_copy(_payload(state, jax.random.key(0)))
         metadata = manager.item_metadata(step)["state"]
         _check_tree(where, metadata, template)
@@ -535,8 +715,9 @@ def restore_state(directory: str, state: Any, step: int | None = None) -> Any:
         except Exception as e:
             raise CheckpointError(f"{where}: damaged or truncated files ({type(e).__name__})",
                                   param="checkpoint_dir") from e
-        saved = got["state"]
-        _check_digests(where, step, (got["meta"].get("digests") or {}).get("state", {}), saved)
+        saved, meta = got["state"], got["meta"]
+        _check_meta_digest(where, step, meta)
+        _check_digests(where, step, (meta.get("digests") or {}).get("state", {}), saved)
     finally:
         manager.close()
     arrays = jax.tree.map(jnp.asarray, {k: v for k, v in saved.items() if k != "key"})

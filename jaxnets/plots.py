@@ -45,6 +45,13 @@ def preload() -> None:
     _importer()
 
 
+def wait_for_preload() -> None:
+    """Wait until a background import `preload` started has ended (none started: return at
+    once). For code about to change how the whole process imports (tensorflow_datasets)."""
+    if _importer.cache_info().currsize:
+        _importer().join()
+
+
 def _pyplot():
     _importer().join()
     return _pyplot_now()

@@ -67,3 +67,17 @@ def make_idx_dir(directory: str, n_train: int = 64, n_test: int = 32, seed: int 
         write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{ext}"),
                   rng.integers(0, 10, (n,)), gz)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _no_background_import_outlives_a_test():
+    """A test that ends before cli.main's background import of matplotlib (plots.preload) does
+    leaves it running into the next test, or into pytest's summary, whose assertion rewriting
+    then compiles at the same time: Python 3.11.7 can fail that with 'SystemError: AST
+    constructor recursion depth mismatch' (an INTERNALERROR of the whole session)."""
+    yield
+    import sys
+
+    plots = sys.modules.get("jaxnets.plots")
+    if plots is not None:
+        plots.wait_for_preload()

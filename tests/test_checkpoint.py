@@ -254,10 +254,10 @@ def test_damaged_checkpoint_is_an_error_and_untouched(at_40, tmp_path, damage):
         assert files
         for path in files:
             os.truncate(path, os.path.getsize(path) // 2)
-        match = "40: (damaged|unreadable).*damaged"
+        match = "40: damaged checkpoint: 'state/.*' does not match the digest saved with step 40"
     else:
         (step_dir / "meta" / "metadata").write_text("{not json")
-        match = "40: unreadable meta"
+        match = "40: damaged checkpoint: 'meta/metadata' does not match"
     before = _snapshot(tmp_path / "c")
     with pytest.raises(CheckpointError, match=match):
         _train(_replace(config, resume=True), 60)
@@ -284,6 +284,10 @@ def test_random_bytes_and_bit_flips_in_the_data_files_are_caught(tmp_path):
     config = Config(checkpoint_dir=str(tmp_path / "base"), hidden=4096)
     _train(config, 40)
     base = str(tmp_path / "base")
+    # Unsealed (as a run killed between orbax's commit and the seal leaves it), so that the
+    # digests inside the meta are what is tested; a sealed step refuses any flipped byte
+    # (test_a_flipped_byte_anywhere_in_a_sealed_step_is_refused).
+    os.remove(os.path.join(base, "40", checkpoint.SEAL))
     template = _start(config)[0]
     good = checkpoint.restore_state(base, template)
     files = _data_files(os.path.join(base, "40"))
@@ -325,17 +329,208 @@ def test_random_bytes_and_bit_flips_in_the_data_files_are_caught(tmp_path):
     assert any("does not match the digest" in outcome[k] for k in inside), outcome
 
 
-def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path):
-    """The digest check itself: a saved value changed (here, by rewriting its digest)."""
+@pytest.mark.parametrize("change", ["other", "missing"])
+def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path, change):
+    """The digest check itself: a saved value changed (here, by rewriting its digest, or
+    dropping it, and the meta's own digest to match, in a step without a seal)."""
     shutil.copytree(at_40, tmp_path / "c")
+    os.remove(tmp_path / "c" / "40" / checkpoint.SEAL)
     meta_path = tmp_path / "c" / "40" / "meta" / "metadata"
     meta = json.loads(meta_path.read_text())
-    meta["digests"]["state"]["params/w1"] = "0" * 64
+    if change == "other":
+        meta["digests"]["state"]["params/w1"] = "0" * 64
+    else:   # an array without a digest is not taken on trust
+        del meta["digests"]["state"]["params/w1"]
+    meta["sha256"] = checkpoint._meta_digest(meta)
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"40: damaged checkpoint: 'params/w1' does not "
                                               r"match the digest saved with step 40; delete "
                                               r"that step folder"):
         _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 60)
+
+
+def _logged_run(config, steps):
+    """A run that logs a record per chunk (as the experiments log per-epoch results)."""
+    state, step, sampler, keys = _start(config)
+    return train.run_training(state, step, _data(), sampler, steps, keys,
+                              checkpoints=_checkpoints(config), chunk_size=10, progress=False,
+                              on_chunk=lambda s, h: h.log("chunks", {"step": int(s.step),
+                                                                     "loss": 0.25 + int(s.step)}))
+
+
+def _flip_first_digit_after(path, text: bytes) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.index(text) + len(text)
+    while not chr(data[at]).isdigit():
+        at += 1
+    data[at] = ord("7") if data[at] != ord("7") else ord("3")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+@pytest.mark.parametrize("where", ['"loss": ', '"lr": ', '"data": "', '"keep_checkpoints": ',
+                                   '"step": '])
+def test_a_digit_changed_in_the_meta_is_refused(tmp_path, sealed, where):
+    """Issue 23: one digit of a logged value in <ckpt>/40/meta/metadata resumed with exit 0 and
+    the changed value in the results. Logs, settings (also those that may differ on resume),
+    the data fingerprint and the step: each changed digit is damage, said as such (not 'other
+    settings' or 'other data'), with or without the step's seal."""
+    config = Config(checkpoint_dir=str(tmp_path / "c"))
+    _logged_run(config, 40)
+    step_dir = tmp_path / "c" / "40"
+    if not sealed:
+        os.remove(step_dir / checkpoint.SEAL)
+    _flip_first_digit_after(step_dir / "meta" / "metadata", where.encode())
+    before = _snapshot(tmp_path / "c")
+    with pytest.raises(CheckpointError, match=r"40: damaged checkpoint: .*; delete that step "
+                                              r"folder to resume from the previous") as info:
+        _logged_run(dataclasses.replace(config, resume=True), 60)
+    assert info.value.param == "checkpoint_dir" and "\n" not in str(info.value)
+    assert ("'meta/metadata' does not match" if sealed else "its meta does not match") in str(
+        info.value)
+    assert _snapshot(tmp_path / "c") == before
+
+
+def _flip_byte(path: str, offset: int, mask: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ mask]))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_flipped_byte_anywhere_in_a_sealed_step_is_refused(at_40, tmp_path):
+    """Every file of a step folder (orbax's commit markers and timestamps, the tree metadata,
+    the OCDBT manifests and data files, the meta, the seal itself): a byte flipped at its
+    start, middle and end is refused with the one 'damaged checkpoint' line, before orbax reads
+    anything; flipped back, the step resumes."""
+    folder = tmp_path / "c"
+    shutil.copytree(at_40, folder)
+    step_dir = str(folder / "40")
+    files = sorted(os.path.relpath(os.path.join(r, f), step_dir)
+                   for r, _, fs in os.walk(step_dir) for f in fs)
+    assert checkpoint.SEAL in files and "_CHECKPOINT_METADATA" in files and len(files) > 15
+    config = Config(checkpoint_dir=str(folder), resume=True)
+    state, _, _, keys = _start(config)
+    refused = []
+    for rel in files:
+        path = os.path.join(step_dir, rel)
+        size = os.path.getsize(path)
+        for offset, mask in sorted({(0, 0x01), (size // 2, 0x10), (size - 1, 0x04)}):
+            _flip_byte(path, offset, mask)
+            try:
+                with pytest.raises(CheckpointError) as info:
+                    _checkpoints(config).restore(state, keys.train, num_steps=60)
+            finally:
+                _flip_byte(path, offset, mask)
+            message = str(info.value)
+            assert "40: damaged checkpoint: " in message and "\n" not in message, (rel, message)
+            assert "delete that step folder" in message, (rel, message)
+            refused.append(rel)
+    assert sorted(set(refused)) == files
+    ckpt = _checkpoints(config)
+    restored = ckpt.restore(state, keys.train, num_steps=60)
+    ckpt.close()
+    assert restored is not None and int(restored[0].step) == 40
+    # Without its seal (a run killed between orbax's commit and the seal) it resumes too.
+    os.remove(os.path.join(step_dir, checkpoint.SEAL))
+    ckpt = _checkpoints(config)
+    unsealed = ckpt.restore(state, keys.train, num_steps=60)
+    ckpt.close()
+    _assert_identical(unsealed[0], restored[0])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_flipped_bit_in_the_meta_of_an_unsealed_step_is_refused(at_40, tmp_path):
+    """Without the seal, the meta's own digest: a bit flipped at every 7th byte of the meta
+    (JSON punctuation, keys, digits, hex digests, the digest itself) is refused."""
+    folder = tmp_path / "c"
+    shutil.copytree(at_40, folder)
+    os.remove(folder / "40" / checkpoint.SEAL)
+    path = str(folder / "40" / "meta" / "metadata")
+    config = Config(checkpoint_dir=str(folder), resume=True)
+    state, _, _, keys = _start(config)
+    for offset in range(0, os.path.getsize(path), 7):
+        mask = 1 << (offset % 7)
+        _flip_byte(path, offset, mask)
+        try:
+            with pytest.raises(CheckpointError, match="damaged.*delete that step folder"):
+                _checkpoints(config).restore(state, keys.train, num_steps=60)
+        finally:
+            _flip_byte(path, offset, mask)
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "truncate_seal", "extra_line"])
+def test_a_sealed_step_with_files_added_or_removed_is_refused(at_40, tmp_path, change):
+    shutil.copytree(at_40, tmp_path / "c")
+    step_dir = tmp_path / "c" / "40"
+    seal = step_dir / checkpoint.SEAL
+    if change == "add":
+        (step_dir / "state" / "extra").write_bytes(b"x")
+        match = "'state/extra' was not saved with step 40"
+    elif change == "remove":
+        os.remove(step_dir / "commit_success.txt")
+        match = "'commit_success.txt' is missing"
+    elif change == "truncate_seal":
+        seal.write_bytes(seal.read_bytes()[:-1])
+        match = f"its {checkpoint.SEAL} is not the one saved"
+    else:
+        seal.write_bytes(seal.read_bytes() + seal.read_bytes().splitlines(True)[0])
+        match = f"its {checkpoint.SEAL} is not the one saved"
+    with pytest.raises(CheckpointError, match=f"40: damaged checkpoint: {match}; delete"):
+        _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 60)
+    with pytest.raises(CheckpointError, match=f"40: damaged checkpoint: {match}; delete"):
+        checkpoint.restore_state(str(tmp_path / "c"), _start(Config())[0])
+
+
+def test_every_step_is_sealed_and_the_seal_is_sha256sum_format(at_40):
+    import hashlib
+
+    for step in ("20", "40"):
+        step_dir = os.path.join(at_40, step)
+        with open(os.path.join(step_dir, checkpoint.SEAL)) as f:
+            lines = f.read().splitlines()
+        listed = {}
+        for line in lines:
+            sha, rel = line.split("  ", 1)
+            listed[rel] = sha
+        on_disk = sorted(os.path.relpath(os.path.join(r, f), step_dir)
+                         for r, _, fs in os.walk(step_dir) for f in fs if f != checkpoint.SEAL)
+        assert sorted(listed) == on_disk
+        for rel, sha in listed.items():
+            with open(os.path.join(step_dir, rel), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() == sha
+
+
+def test_an_older_format_is_named(at_40, tmp_path):
+    shutil.copytree(at_40, tmp_path / "c")
+    step_dir = tmp_path / "c" / "40"
+    os.remove(step_dir / checkpoint.SEAL)
+    meta_path = step_dir / "meta" / "metadata"
+    meta = json.loads(meta_path.read_text())
+    del meta["sha256"]
+    meta["format"] = "jaxnets-checkpoint-2"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"40: written by an older jaxnets "
+                                              r"\(jaxnets-checkpoint-2\), which this one cannot "
+                                              r"resume; use an empty checkpoint folder"):
+        _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 60)
+
+
+def test_an_unfinished_step_of_a_killed_run_is_removed(at_40, tmp_path, capfd):
+    """A run killed mid-save leaves orbax's '<step>.orbax-checkpoint-tmp' folder: the next run
+    on the folder removes it at once (it stayed until that same step was saved again, with an
+    absl warning line on stderr)."""
+    shutil.copytree(at_40, tmp_path / "c")
+    unfinished = tmp_path / "c" / "60.orbax-checkpoint-tmp"
+    (unfinished / "state").mkdir(parents=True)
+    (unfinished / "state" / "half").write_bytes(b"x" * 100)
+    capfd.readouterr()
+    state, _, _ = _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 50)
+    assert int(state.step) == 50
+    assert sorted(os.listdir(tmp_path / "c"), key=int) == ["20", "40", "50"]
+    assert "orbax-checkpoint-tmp" not in capfd.readouterr().err
 
 
 def test_bad_options():

@@ -8,14 +8,18 @@ $JAXNETS_DATA_CHECKSUMS (a tsv path, read at call time, via monkeypatch); the ot
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import numpy as np
@@ -23,7 +27,7 @@ import pytest
 from conftest import FASHION_DIR, make_idx_dir
 from loopback import serve
 
-from jaxnets import data
+from jaxnets import atomic, data
 from jaxnets.data import cifar, idx, tfds_source
 from jaxnets.errors import ConfigError, DataError, DataUnavailable
 
@@ -163,7 +167,8 @@ def _leftovers(tfds_dir: str) -> list[str]:
     """Partial downloads or preparations left behind: *.tmp.* and incomplete.* files or folders."""
     out = []
     for root, dirs, files in os.walk(tfds_dir):
-        out += [os.path.join(root, d) for d in dirs + files if ".tmp." in d or "incomplete" in d]
+        out += [os.path.join(root, d) for d in dirs + files
+                if ".tmp." in d or d.endswith(atomic.SUFFIX) or "incomplete" in d]
     return out
 
 
@@ -390,10 +395,12 @@ def test_slow_download_fails_at_its_deadline(tmp_path, mnist_files):
     """Bytes keep coming, each well within the read timeout, but the whole is too slow."""
     tfds_dir = str(tmp_path / "tfds")
     with (serve(mnist_files, trickle=("t10k-images-idx3-ubyte.gz",)) as url,
-          pytest.raises(DataUnavailable, match="t10k-images-idx3-ubyte.gz.*deadline")):
+          pytest.raises(DataUnavailable, match="t10k-images-idx3-ubyte.gz.*deadline") as info):
         tfds_source.download_and_load("mnist", "test", tfds_dir, mirror=url,
                                       checksums=checksums_of(mnist_files), deadline=1.0)
     assert _leftovers(tfds_dir) == []
+    # said once (it was wrapped in itself: the file, the URL and the ways, twice)
+    assert str(info.value).count("failed (") == 1, str(info.value)
 
 
 class _InterruptingSha256:
@@ -477,3 +484,163 @@ def test_data_modules_import_one_way():
 
     cycles = [m for m in graph if m != "__init__" and reaches(m, m)]
     assert cycles == []
+
+
+# --- mirrors that redirect, refuse HEAD, or print (issue 23 s6) -------------------------------
+
+class _Mirror(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder under /<mode>/<file>, misbehaving as <mode> says."""
+
+    def log_message(self, *args):
+        pass
+
+    def _redirect(self) -> bool:
+        mode, _, name = self.path.lstrip("/").partition("/")
+        where = {"ftp": f"ftp://127.0.0.1/{name}", "file": "file:///etc/passwd",
+                 "loop": self.path, "hop": f"/plain/{name}"}.get(mode)
+        if mode == "getftp" and self.command == "GET":   # HEAD answers; the download is sent on
+            where = f"ftp://127.0.0.1/{name}"
+        if where is None:
+            return False
+        self.send_response(302)
+        self.send_header("Location", where)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
+    def do_HEAD(self):
+        if self._redirect():
+            return
+        mode = self.path.lstrip("/").partition("/")[0]
+        if mode in ("nohead", "nohead404"):
+            self.send_error(403, "HEAD not allowed")
+            return
+        if mode == "hangup":
+            self.close_connection = True
+            return
+        self.path = "/" + self.path.lstrip("/").partition("/")[2]
+        super().do_HEAD()
+
+    def do_GET(self):
+        if self._redirect():
+            return
+        mode = self.path.lstrip("/").partition("/")[0]
+        if mode == "nohead404":
+            self.send_error(404, "Not Found")
+            return
+        self.path = "/" + self.path.lstrip("/").partition("/")[2]
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def _mirror(directory):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_Mirror, directory=directory))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("mode,says", [
+    ("ftp", ("(redirected to ftp://127.0.0.1/t10k-images-idx3-ubyte.gz, which is not an "
+             "http:// or https:// URL (not followed))")),
+    ("file", "(HTTP 302 "),
+    ("loop", "(HTTP 302 too many redirects (a redirect loop?); the last answer: Found)"),
+    ("nohead404", "(HTTP 404 Not Found)"),
+    ("getftp", "download from http://")])
+def test_mirror_answers_that_are_refused_in_one_line(mode, says, tmp_path, mnist_files):
+    """Issue 23: a 302 to ftp:// was followed; a redirect loop was a 3-line error. Only
+    http(s) redirects are followed; each failure is one line saying what happened."""
+    with _mirror(mnist_files) as url, pytest.raises(DataUnavailable) as info:
+        tfds_source.download_and_load("mnist", "test", str(tmp_path / "tfds"),
+                                      mirror=f"{url}/{mode}", checksums=checksums_of(mnist_files))
+    message = str(info.value)
+    assert "\n" not in message and says in message, message
+    if mode == "getftp":   # HEAD was fine: the download itself refused the redirect
+        assert "failed (redirected to ftp://127.0.0.1/" in message, message
+
+
+@pytest.mark.parametrize("mode", ["nohead", "hangup", "hop"])
+def test_mirror_that_refuses_head_but_serves_get(mode, tmp_path, mnist_files):
+    """Issue 23: a mirror that answers HEAD with 403 (or hangs up on it) but serves GET was
+    called unreachable. An http(s) redirect is followed."""
+    with _mirror(mnist_files) as url:
+        images, labels = tfds_source.download_and_load(
+            "mnist", "test", str(tmp_path / "tfds"), mirror=f"{url}/{mode}",
+            checksums=checksums_of(mnist_files))
+    assert images.shape == (32, 28, 28, 1) and labels.shape == (32,)
+
+
+def test_download_and_preparation_print_nothing(tmp_path, mnist_files, capfd):
+    """Issue 23: --quiet still showed tensorflow-datasets' progress bars (and its two
+    'Downloading and preparing' lines) while preparing. jaxnets prints nothing; tfds' own
+    switch is left as it was."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    capfd.readouterr()
+    with _mirror(mnist_files) as url:
+        tfds_source.download_and_load("mnist", "test", str(tmp_path / "tfds"),
+                                      mirror=f"{url}/plain", checksums=checksums_of(mnist_files))
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)
+    assert tqdm_utils._active is True
+
+
+def test_a_killed_download_leaves_a_temporary_the_next_one_removes(tmp_path, mnist_files):
+    """SIGKILL in the middle of a download: its temporary file is deleted by the next download
+    of that file (it is ours: named and locked by jaxnets.atomic)."""
+    import signal
+
+    tfds_dir = tmp_path / "tfds"
+    folder = tfds_dir / "downloads" / "jaxnets_mnist"
+    code = f"""
+import os, signal
+from jaxnets.data import tfds_source
+real = tfds_source.hashlib.sha256
+class Killing:
+    def __init__(self): self.h = real()
+    def update(self, block): os.kill(os.getpid(), signal.SIGKILL)
+    def hexdigest(self): return self.h.hexdigest()
+tfds_source.hashlib.sha256 = Killing
+tfds_source.download_and_load("mnist", "test", {str(tfds_dir)!r}, mirror=os.environ["URL"],
+                              checksums={checksums_of(mnist_files)!r})
+"""
+    with serve(mnist_files) as url:
+        p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "URL": url},
+                           cwd=os.path.dirname(os.path.dirname(__file__)), check=False)
+        assert p.returncode == -signal.SIGKILL
+        assert [n for n in os.listdir(folder) if n.endswith(atomic.SUFFIX)]
+        tfds_source.download_and_load("mnist", "test", str(tfds_dir), mirror=url,
+                                      checksums=checksums_of(mnist_files))
+    assert _leftovers(str(tfds_dir)) == []
+
+
+def test_tfds_import_waits_for_the_matplotlib_preload(monkeypatch):
+    """tensorflow_datasets' import swaps builtins.__import__ for the whole process (etils'
+    lazy_imports); matplotlib imported meanwhile by plots.preload's thread failed now and then
+    ('Relative import statements not supported'), and the first plot was a traceback. The
+    builders are imported only once the preload has ended."""
+    import time
+
+    from jaxnets import plots
+
+    done = []
+
+    def slow_import():
+        time.sleep(0.5)
+        done.append(True)
+
+    @functools.cache
+    def importer():
+        thread = threading.Thread(target=slow_import)
+        thread.start()
+        return thread
+
+    monkeypatch.setattr(plots, "_importer", importer)
+    plots.preload()
+    tfds_source._builders()
+    assert done == [True]

@@ -76,14 +76,15 @@ def test_checkpoint_dir_and_export_checked_before_run(tmp_path, capsys):
     assert "--export" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module,path", [("resnet_step", "missing.safetensors"),
-                                         ("cifar10", "missing.safetensors"),
-                                         ("cifar10", ".")])
-def test_weights_unreadable_fails_before_run(module, path, tmp_path, capsys):
+@pytest.mark.parametrize("module,path,says", [
+    ("resnet_step", "missing.safetensors", "cannot read it (No such file"),
+    ("cifar10", "missing.safetensors", "cannot read it (No such file"),
+    ("cifar10", ".", "not a regular file (a folder)")])
+def test_weights_unreadable_fails_before_run(module, path, says, tmp_path, capsys):
     assert _main_without_run(module, ["--out", str(tmp_path / "o"), "--weights",
                                       str(tmp_path / path)]) == 2
     err = capsys.readouterr().err
-    assert "--weights" in err and "cannot read it" in err
+    assert "--weights" in err and says in err
 
 
 def test_more_devices_than_the_machine_fails_before_run(tmp_path, capsys):
@@ -106,6 +107,237 @@ def test_bad_out_never_loads_data(tmp_path, monkeypatch, capsys):
     (tmp_path / "f").write_text("x")
     assert mnist.main(["--out", str(tmp_path / "f")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+# --- 1b. every path flag: one check of its text, then the file system's own answer -------------
+
+ALL = [*EXPERIMENTS, "custom_dataset", "lenet_nnx"]
+
+
+def _path_flags():
+    """(module, field) for every path field of every experiment (by the names cli checks)."""
+    import dataclasses
+
+    out = []
+    for module in ALL:
+        config_cls = importlib.import_module(f"experiments.{module}").Config
+        for f in dataclasses.fields(config_cls):
+            if f.name in cli._PATH_CHECKS:
+                out.append((module, f.name))
+    return out
+
+
+def _argv(module, field, value, tmp_path):
+    """A command line setting one path flag (and what it needs beside it)."""
+    argv = [cli.flag(field), value]
+    if field != "out" and "out" in cli._PATH_CHECKS and module != "report":
+        argv += ["--out", str(tmp_path / "o")]
+    if field in ("csv_file", "txt_file"):   # the two go together
+        other = "txt_file" if field == "csv_file" else "csv_file"
+        (tmp_path / "ok.txt").write_text("1\n")
+        argv += [cli.flag(other), str(tmp_path / "ok.txt")]
+    return argv
+
+
+def _one_line_naming(capsys, flag):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {flag}: " in err, err
+    return err
+
+
+# The text fields that name no file or folder.
+NOT_PATHS = {"section", "coordinator", "optimizer", "device", "conv_impl", "dataset", "only"}
+
+
+def test_every_path_flag_is_known():
+    """Every text field of every experiment is a path cli checks, or one of NOT_PATHS: a new
+    path field under another name would otherwise be checked by nothing."""
+    import dataclasses
+
+    for module in ALL:
+        for f in dataclasses.fields(importlib.import_module(f"experiments.{module}").Config):
+            if cli._field_type(f)[0] is str and f.name not in NOT_PATHS:
+                assert f.name in cli._PATH_CHECKS, (module, f.name)
+
+
+@pytest.mark.parametrize("module,field", _path_flags())
+def test_an_empty_path_is_refused_before_run(module, field, tmp_path, capsys, monkeypatch):
+    """Issue 23: --checkpoint-dir '' wrote step folders into the working folder, --out ''
+    was a traceback, --tensorboard '' silently turned TensorBoard off."""
+    monkeypatch.chdir(tmp_path)
+    assert _main_without_run(module, _argv(module, field, "", tmp_path)) == 2
+    _one_line_naming(capsys, cli.flag(field))
+    assert sorted(os.listdir(tmp_path)) in ([], ["ok.txt"])
+
+
+@pytest.mark.parametrize("field", ["out", "checkpoint_dir", "tensorboard"])
+@pytest.mark.parametrize("where", ["long", "long_part", "proc", "sys"])
+def test_output_folders_no_file_system_takes(field, where, tmp_path, capsys):
+    """Longer than PATH_MAX, a name longer than NAME_MAX (ENAMETOOLONG), or in /proc or /sys
+    (which root's os.access calls writable): one line naming the flag, before run."""
+    path = {"long": str(tmp_path / ("a" * 250) / ("a" * 250)) * 9,
+            "long_part": str(tmp_path / ("b" * 300) / "x"),
+            "proc": "/proc/x", "sys": "/sys/kernel/x"}[where]
+    assert _main_without_run("mnist", _argv("mnist", field, path, tmp_path)) == 2
+    err = _one_line_naming(capsys, cli.flag(field))
+    assert len(err) < 600, err    # the path is shortened in the message
+    says = {"long": "the longest path a file system takes is", "long_part": "more than the 255",
+            "proc": "cannot create a folder in /proc", "sys": "cannot create a folder in "
+                                                              "/sys/kernel"}[where]
+    assert says in err, err
+
+
+def test_a_path_that_leaves_no_room_for_the_files_under_it(tmp_path, capsys):
+    """A folder path that fits, but not with the names the run writes under it."""
+    deep = str(tmp_path)
+    while len(deep) < 4096 - 200:
+        deep = os.path.join(deep, "d" * 100)
+    assert _main_without_run("mnist", ["--out", deep]) == 2
+    assert "and the run writes up to 256 more under it" in _one_line_naming(capsys, "--out")
+
+
+def _path_of_length(base, length):
+    """A path under base of exactly `length` bytes, in names of at most 200."""
+    path = str(base)
+    while len(path) < length:
+        path = os.path.join(path, "p" * min(200, length - len(path) - 1))
+    assert len(path) == length
+    return path
+
+
+def test_path_max_boundary(tmp_path):
+    """PATH_MAX (4096) counts the terminating NUL: 4095 bytes are the longest path; with
+    `room`, what the run adds under it counts too."""
+    from jaxnets.errors import ConfigError
+
+    cli.check_path(_path_of_length(tmp_path, 4095), "out")
+    with pytest.raises(ConfigError, match="longest path a file system takes is 4,095"):
+        cli.check_path(_path_of_length(tmp_path, 4096), "out")
+    cli.check_path(_path_of_length(tmp_path, 4095 - 256), "out", room=256)
+    with pytest.raises(ConfigError, match="and the run writes up to 256 more under it"):
+        cli.check_path(_path_of_length(tmp_path, 4096 - 256), "out", room=256)
+    cli.check_path(str(tmp_path / ("n" * 255)), "out")
+    with pytest.raises(ConfigError, match="is 256 bytes, more than the 255"):
+        cli.check_path(str(tmp_path / ("n" * 256)), "out")
+
+
+@pytest.mark.parametrize("path", ["/proc/x.safetensors", "/sys/kernel/x.safetensors"])
+def test_export_where_nothing_can_be_created(path, tmp_path, capsys):
+    """Issue 23: a traceback after the training step."""
+    assert _main_without_run("resnet_step", _argv("resnet_step", "export", path, tmp_path)) == 2
+    assert "cannot create a file in" in _one_line_naming(capsys, "--export")
+
+
+def _within(seconds, fn, *args):
+    """fn(*args), failing the test if it has not returned after `seconds` (a hang)."""
+    import threading
+
+    result, raised = [], []
+
+    def call():
+        try:
+            result.append(fn(*args))
+        except BaseException as e:  # noqa: BLE001 (raised again in the test's thread)
+            raised.append(e)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if raised:
+        raise raised[0]
+    return result[0]
+
+
+@pytest.mark.parametrize("module,field", [(m, f) for m, f in _path_flags()
+                                          if f in cli.INPUT_FILES])
+@pytest.mark.parametrize("kind", ["fifo", "char_device", "folder"])
+def test_an_input_file_that_is_not_a_regular_file(module, field, kind, tmp_path, capsys,
+                                                  monkeypatch):
+    """Issue 23: --weights naming a FIFO hung for ever (opening it waits for a writer); a
+    device (/dev/zero) reads without end. Refused from its stat, without opening it."""
+    path = {"fifo": str(tmp_path / "w.safetensors"), "char_device": "/dev/zero",
+            "folder": str(tmp_path)}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    real_open = os.open
+
+    def never_this_one(name, *args, **kwargs):
+        assert os.fspath(name) != path, f"{path} was opened"
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", never_this_one)
+    code = _within(20, _main_without_run, module, _argv(module, field, path, tmp_path))
+    assert code == 2
+    err = _one_line_naming(capsys, cli.flag(field))
+    assert "not a regular file (" + {"fifo": "a FIFO", "char_device": "a character device",
+                                     "folder": "a folder"}[kind] + "); pass a file" in err
+
+
+def test_export_over_an_existing_fifo_or_device_is_refused(tmp_path, capsys):
+    """The atomic write renames a new file over the target: a FIFO (as root, even /dev/null)
+    would be replaced by a regular file."""
+    fifo = tmp_path / "e.safetensors"
+    os.mkfifo(fifo)
+    assert _main_without_run("resnet_step", _argv("resnet_step", "export", str(fifo),
+                                                  tmp_path)) == 2
+    assert "exists and is not a regular file (a FIFO)" in _one_line_naming(capsys, "--export")
+    import stat
+
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("value,says", [("missing", "no such folder"),
+                                        ("file", "is not a folder")])
+def test_data_dir_is_checked_before_run(value, says, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    path = str(tmp_path / value)
+    assert _main_without_run("mnist", _argv("mnist", "data_dir", path, tmp_path)) == 2
+    assert says in _one_line_naming(capsys, "--data-dir")
+
+
+def test_the_longest_names_that_fit_are_accepted(tmp_path):
+    """The limits are the file system's: a 255-byte name is fine, and a 240-byte export name,
+    whose temporary name would be longer than 255 bytes, is written (the temporary's name is
+    cut to fit)."""
+    from jaxnets import atomic
+
+    cli.check_early(types_config(out=str(tmp_path / ("n" * 255))))
+    target = str(tmp_path / ("c" * 240 + ".safetensors"))
+    cli.check_writable_file(target, "export")
+    with atomic.replacing(target) as tmp:
+        assert len(os.path.basename(tmp)) <= 255
+        Path(tmp).write_text("ok")
+    assert Path(target).read_text() == "ok"
+
+
+def types_config(**fields):
+    """A frozen dataclass instance with the given fields (a stand-in Config)."""
+    import dataclasses
+
+    cls = dataclasses.make_dataclass("C", [(k, type(v)) for k, v in fields.items()],
+                                     frozen=True)
+    return cls(**fields)
+
+
+def test_path_fields_inside_a_grouped_config_are_checked(tmp_path):
+    """A Config groups its run options in one field (jaxnets.options): the same checks."""
+    from jaxnets.errors import ConfigError
+    from jaxnets.options import RunOptions
+
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError) as e:
+        cli.check_early(types_config(lr=0.1, options=RunOptions(out=str(tmp_path / "a_file"))))
+    assert e.value.param == "out"
+    cli.check_early(types_config(lr=0.1, options=RunOptions(out=str(tmp_path), quiet=True)))
+
+
+def test_checks_leave_nothing_behind(tmp_path):
+    """The probes create and remove their temporary file or folder."""
+    cli.check_writable_folder(str(tmp_path / "new" / "deeper"), "out")
+    cli.check_writable_folder(str(tmp_path), "out")
+    cli.check_writable_file(str(tmp_path / "x.safetensors"), "export")
+    assert os.listdir(tmp_path) == []
 
 
 # --- 2. every file we write is written atomically under a unique temporary name ---------------
@@ -633,3 +865,352 @@ def test_damaged_compile_cache_entry_is_one_line_and_the_same_result(tmp_path):
         assert str(folder) in err[0] and "delete" in err[0], err
         assert again["losses"] == first["losses"]
         assert again["test_accuracy"] == first["test_accuracy"]
+
+
+# --- 6. messages that send the user the right way (issue 23 s6) ------------------------------
+
+
+def _cache_env(monkeypatch, **env):
+    """The compile cache's environment, as a user without the suite's settings has it."""
+    for name in ("JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME", "JAXNETS_COMPILE_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def _run_seeing_the_cache(tmp_path, argv=()):
+    """cli.main of mnist with a run that records JAX's cache settings: (exit, stderr lines,
+    settings)."""
+    import jax
+
+    from experiments import mnist
+
+    seen = {}
+
+    def run(config):
+        seen.update(enabled=jax.config.jax_enable_compilation_cache,
+                    folder=jax.config.jax_compilation_cache_dir)
+
+    code = cli.main(mnist.Config, run, None, ["--out", str(tmp_path / "o"), *argv])
+    return code, seen
+
+
+def test_cache_folder_that_is_the_users_file(tmp_path, monkeypatch, capsys):
+    """Issue 23: JAX_COMPILATION_CACHE_DIR naming a file: each program was said to be a damaged
+    entry, and the advice was to delete the user's file. Now: one line, the cache off for the
+    run (JAX told too: it reads that variable itself), the file untouched."""
+    import jax
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(notes))
+    before = jax.config.jax_enable_compilation_cache
+    code, seen = _run_seeing_the_cache(tmp_path)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0 and seen["enabled"] is False
+    assert len(err) == 1 and "compile cache off for this run: $JAX_COMPILATION_CACHE_DIR (" \
+        f"{notes}) is not a folder; point JAX_COMPILATION_CACHE_DIR at a writable folder" \
+        in err[0], err
+    assert "delete" not in err[0]
+    assert notes.read_text() == "precious"
+    assert jax.config.jax_enable_compilation_cache == before     # restored after the run
+
+
+def test_cache_folder_that_cannot_be_created(tmp_path, monkeypatch, capsys):
+    """Issue 23: HOME read-only (here: its cache folder under a file, which any user can make)
+    said 'delete ~/.cache/jaxnets/xla', a folder that does not exist."""
+    (tmp_path / "file").write_text("x")
+    _cache_env(monkeypatch, XDG_CACHE_HOME=str(tmp_path / "file" / "cache"))
+    code, seen = _run_seeing_the_cache(tmp_path)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0 and seen["enabled"] is False
+    assert len(err) == 1 and f"{tmp_path / 'file' / 'cache' / 'jaxnets' / 'xla'} cannot be " \
+        "created (Not a directory)" in err[0] and "delete" not in err[0], err
+
+
+def test_cache_folder_on_a_read_only_file_system(tmp_path, monkeypatch, capsys):
+    """The issue's case itself: HOME on a read-only file system (a read-only tmpfs; root
+    cannot write there either)."""
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(home)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        _cache_env(monkeypatch, HOME=str(home))
+        code, _ = _run_seeing_the_cache(tmp_path)
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0
+    assert len(err) == 1 and "cannot be created (Read-only file system)" in err[0], err
+
+
+def test_no_compile_cache_also_tells_jax(tmp_path, monkeypatch):
+    """JAX reads JAX_COMPILATION_CACHE_DIR on its own: --no-compile-cache (or
+    JAXNETS_COMPILE_CACHE=0) used to leave it caching there."""
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
+    assert _run_seeing_the_cache(tmp_path, ["--no-compile-cache"])[1]["enabled"] is False
+    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")
+    assert _run_seeing_the_cache(tmp_path)[1]["enabled"] is False
+    monkeypatch.delenv("JAXNETS_COMPILE_CACHE")
+    assert _run_seeing_the_cache(tmp_path) == (0, {"enabled": True,
+                                                   "folder": str(tmp_path / "cache")})
+
+
+@pytest.mark.parametrize("what,deletes", [
+    ("'jit_run_steps': XlaRuntimeError: INVALID_ARGUMENT: bad entry", True),
+    ("'jit__split_seed': NotADirectoryError: [Errno 20] Not a directory: '/x'", False),
+    ("'jit__split_seed': PermissionError: [Errno 13] Permission denied: '/x'", False)])
+def test_damaged_entry_advice_names_only_a_real_cache_folder(what, deletes, tmp_path,
+                                                            monkeypatch, capsys):
+    from experiments import mnist
+
+    _cache_env(monkeypatch, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    cli._show_warning(mnist.Config, f"{cli._CACHE_READ_ERROR} {what}", UserWarning, "x.py", 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"delete {tmp_path / 'cache'}" in err) == deletes, err
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "missing"))
+    cli._show_warning(mnist.Config, f"{cli._CACHE_READ_ERROR} {what}", UserWarning, "x.py", 1)
+    assert "delete" not in capsys.readouterr().err   # no such folder: never 'delete it'
+
+
+# a lock file whose pid is alive but is not the run that wrote it
+
+
+def _lock_words(path):
+    return Path(path).read_text().split()
+
+
+def test_a_lock_records_pid_host_boot_and_start_time(tmp_path):
+    import socket
+
+    from jaxnets import checkpoint
+
+    path = checkpoint.lock_folder(str(tmp_path))
+    pid, host, boot, start = _lock_words(path)
+    assert int(pid) == os.getpid() and host == socket.gethostname()
+    assert boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert start == checkpoint._start_time(os.getpid()) != "-"
+    checkpoint.unlock_folder(path)
+
+
+def test_start_time_is_when_the_process_started():
+    """The known answer: a process started now has a start time (clock ticks since boot, plus
+    the boot time in /proc/stat) of about now."""
+    import subprocess
+    import sys
+    import time
+
+    from jaxnets import checkpoint
+
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    started = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ticks = int(checkpoint._start_time(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert abs(boot + ticks / os.sysconf("SC_CLK_TCK") - started) < 5
+    assert checkpoint._start_time(child.pid) == "-"      # gone
+
+
+@pytest.mark.parametrize("stale", ["other_start", "other_boot", "dead_pid"])
+def test_a_lock_of_a_process_that_has_ended_is_taken_over(stale, tmp_path):
+    """pid 1 is alive, but it did not write this lock (another start time: the pid was reused,
+    or the lock is from before a reboot): the lock is stale."""
+    import subprocess
+    import sys
+
+    from jaxnets import checkpoint
+
+    path = checkpoint.lock_folder(str(tmp_path))
+    words = _lock_words(path)
+    if stale == "other_start":
+        words[0], words[3] = "1", str(int(checkpoint._start_time(1)) + 12345)
+    elif stale == "other_boot":
+        words[0], words[2] = "1", "00000000-0000-0000-0000-000000000000"
+    else:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        words[0] = gone.stdout.strip()
+    Path(path).write_text(" ".join(words) + "\n")
+    again = checkpoint.lock_folder(str(tmp_path))
+    assert int(_lock_words(again)[0]) == os.getpid()
+    checkpoint.unlock_folder(again)
+
+
+def test_a_live_holder_is_refused_with_the_way_out(tmp_path, capsys):
+    """A lock naming a live process that cannot be told apart (an older jaxnets' 'pid host'
+    lock): refused, and the message says which file to delete if no run is using it."""
+    import socket
+
+    lock = tmp_path / "o" / cli.OUT_LOCK
+    lock.parent.mkdir()
+    lock.write_text(f"1 {socket.gethostname()}\n")
+    assert _main_without_run("mnist", ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in use by another run (process 1" in err
+    assert f"if no run of ours is using it, delete {lock})" in err
+
+
+def test_a_live_holder_of_this_version_is_refused(tmp_path):
+    """The real holder (its start time matches): still refused."""
+    import subprocess
+    import sys
+
+    from jaxnets import checkpoint
+    from jaxnets.errors import CheckpointError
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "o")],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointError, match=f"process {holder.pid} "):
+            checkpoint.lock_folder(str(tmp_path / "o"), cli.OUT_LOCK)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+# temporaries of a writer killed mid-write
+
+_KILLED_WRITER = """
+import os, signal, sys
+from jaxnets import atomic
+with atomic.replacing(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half a file")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+_SLOW_WRITER = """
+import sys, time
+from jaxnets import atomic
+with atomic.replacing(sys.argv[1]) as tmp:
+    open(tmp, "wb").write(b"being written")
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def _killed_write(path):
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], cwd=ROOT, check=False)
+    assert p.returncode == -signal.SIGKILL
+    left = [n for n in os.listdir(path.parent) if n != path.name]
+    assert len(left) == 1 and left[0].startswith(f".{path.name}.")
+    assert left[0].endswith(".jaxnets-tmp")
+    return left[0]
+
+
+def test_sigkill_during_a_write_leaves_a_temporary_the_next_write_removes(tmp_path):
+    """Issue 23: SIGKILL during a write left .loss_curve.png.<random>.tmp for good."""
+    from jaxnets import atomic
+
+    target = tmp_path / "loss_curve.png"
+    _killed_write(target)
+    (tmp_path / "elsewhere").mkdir()
+    other = _killed_write(tmp_path / "elsewhere" / "metrics.json")
+    os.rename(tmp_path / "elsewhere" / other, tmp_path / other)
+    with atomic.replacing(str(target)) as tmp:
+        Path(tmp).write_text("whole")
+    # a write clears its own file's leftovers only (a folder's: remove_stale, by the CLI)
+    assert sorted(os.listdir(tmp_path)) == sorted([other, "elsewhere", "loss_curve.png"])
+    assert target.read_text() == "whole"
+    assert atomic.remove_stale(str(tmp_path)) == [other]
+
+
+def test_the_next_run_removes_the_temporaries_of_a_killed_one(tmp_path):
+    """Through the CLI: the output folder's stale temporaries go when a run takes the folder,
+    whichever files that run writes."""
+    from experiments import mnist
+
+    out = tmp_path / "o"
+    out.mkdir()
+    _killed_write(out / "loss_curve.png")
+    (out / ".notes.txt.tmp").write_text("not ours: kept")
+    assert cli.main(mnist.Config, lambda c: None, None, ["--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == [".notes.txt.tmp"]
+
+
+def test_a_temporary_being_written_is_not_removed(tmp_path):
+    """Another process's write in progress holds its temporary's lock: it stays, and the
+    writer's rename still works."""
+    import subprocess
+    import sys
+
+    from jaxnets import atomic
+
+    target = tmp_path / "metrics.json"
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        assert atomic.remove_stale(str(tmp_path)) == []
+        assert len(os.listdir(tmp_path)) == 1
+        with atomic.replacing(str(target)) as tmp:    # another write of the same file
+            Path(tmp).write_text("{}")
+        assert len(os.listdir(tmp_path)) == 2         # the writer's temporary is still there
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()
+    assert atomic.remove_stale(str(tmp_path)) != []   # now it is stale
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+# a run that fails before writing anything leaves no folder behind
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_run_that_fails_while_loading_leaves_no_empty_out(exists, tmp_path, capsys):
+    from experiments import mnist
+    from jaxnets.errors import DataError
+
+    out = tmp_path / "new" / "run"
+    if exists:
+        out.mkdir(parents=True)
+
+    def run(config):
+        assert os.path.isdir(config.out)
+        raise DataError("bad data")
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 2
+    if exists:
+        assert out.is_dir() and os.listdir(out) == []     # not ours to remove
+    else:
+        assert not (tmp_path / "new").exists()            # both folders it made
+
+
+def test_a_run_that_wrote_keeps_its_out(tmp_path):
+    from experiments import mnist
+
+    out = tmp_path / "run"
+
+    def run(config):
+        cli.write_json(os.path.join(config.out, "metrics.json"), {})
+
+    assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 0
+    assert os.listdir(out) == ["metrics.json"]
+
+
+def test_failed_load_through_the_real_experiment(tmp_path, capsys):
+    """mnist with a data folder that holds no dataset: one line, no output folder made."""
+    from experiments import mnist
+
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "o" / "run"
+    assert mnist.main(["--data-dir", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

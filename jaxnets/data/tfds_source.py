@@ -13,9 +13,11 @@ Design:
   the connection and then stalls hung it for good): every read waits at most `read_timeout`
   seconds, the whole download ends by `deadline` seconds, and the bytes are checked against
   the registered size and sha256 while they arrive. A file is written under a unique
-  `<name>.tmp.<random>` name and renamed only once verified, so the cache
-  (`<tfds_dir>/downloads/<builder>/<sha256>.<file>`) holds only verified files and a failure
-  or an interrupt leaves nothing behind.
+  temporary name (`jaxnets.atomic`) and renamed only once verified, so the cache
+  (`<tfds_dir>/downloads/<builder>/<sha256>.<file>`) holds only verified files, a failure or
+  an interrupt leaves nothing behind, and what a killed download left is deleted by the next.
+- Quiet: tfds' preparation prints (its progress bars, its 'Downloading and preparing' lines)
+  are silenced: jaxnets prints nothing.
 - Checksums: the official (size, sha256) of every file ship in `checksums/<name>.tsv` (copied
   from tfds' own url_checksums; CIFAR-10's binary tarball is among them), and validation is
   forced: a file without a registered checksum is never accepted. An explicit override,
@@ -26,9 +28,12 @@ Design:
 - Mirrors: `mirror` (default: environment variable `JAXNETS_DATA_MIRROR`) is an http(s) base
   URL replacing the official hosts: file `f` is fetched from `<mirror>/<f>`; `{name}` in it
   becomes the dataset name, so one setting can serve all datasets from sub-folders.
+- Redirects are followed to http:// and https:// only (urllib would follow one to ftp://),
+  at most 10, a loop said in one line.
 - Offline: before downloading, the first file not already cached is probed with a short,
   thread-bounded timeout (DNS lookups ignore socket timeouts), so with no network it fails
-  within ~3.5 s with `DataUnavailable` listing the ways to get the data. A checksum mismatch, a
+  within ~3.5 s with `DataUnavailable` listing the ways to get the data. The probe asks with
+  HEAD and, when the host answers that with an error (some mirrors serve GET only), with GET. A checksum mismatch, a
   transfer cut short or a file that does not parse is a `DataError` naming the file; a failed
   preparation leaves no prepared folder behind.
 """
@@ -39,15 +44,17 @@ import hashlib
 import http.client
 import os
 import re
+import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Mapping
 
 import numpy as np
 
+from jaxnets import atomic
 from jaxnets.data import registry
 from jaxnets.errors import ConfigError, DataError, DataUnavailable
 
@@ -199,33 +206,94 @@ def load_cached(name: str, split: str, tfds_dir: str) -> tuple[np.ndarray, np.nd
     tfds_dir = os.path.expanduser(os.fspath(tfds_dir))
     if not _maybe_prepared(name, tfds_dir):
         return None  # without importing tfds: this is the common, must-be-fast case
-    from jaxnets.data import tfds_builders  # imports tensorflow_datasets (slow)
-
-    builder = tfds_builders.BUILDERS[name](data_dir=tfds_dir)
+    builder = _builders().BUILDERS[name](data_dir=tfds_dir)
     if not builder.is_prepared():
         return None
     return _read_prepared(builder, name, split)
+
+
+def _one_line(text: object) -> str:
+    """A server's or urllib's words on one line (urllib's redirect-loop error is three)."""
+    return " ".join(str(text).split())
+
+
+class _HttpRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, to http:// and https:// only (urllib's own also follows ftp://,
+    where no timeout or checksum policy of ours was meant to apply), the loop said in one
+    line."""
+
+    max_redirections = 10
+    inf_msg = "too many redirects (a redirect loop?); the last answer: "
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.URLError(f"redirected to {newurl}, which is not an http:// or "
+                                        "https:// URL (not followed)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# The one opener of every request here (urlopen's default one follows redirects to ftp://).
+_OPENER = urllib.request.build_opener(_HttpRedirects)
+
+
+def _why(e: BaseException) -> str:
+    """Why a request failed, in one line."""
+    if isinstance(e, urllib.error.HTTPError):
+        return _one_line(f"HTTP {e.code} {e.reason}")
+    return _one_line(getattr(e, "reason", e))
+
+
+def _answered(e: BaseException) -> bool:
+    """Whether a failed request reached an HTTP server (an error status, a hang-up, a bad
+    status line), rather than no server (DNS, refused, timed out) or a refused redirect."""
+    if isinstance(e, (urllib.error.HTTPError, http.client.HTTPException)):
+        return True
+    return isinstance(e, urllib.error.URLError) and isinstance(e.reason,
+                                                                http.client.HTTPException)
+
+
+def _builders():
+    """The tfds_builders module (it imports tensorflow_datasets, slowly), once no other import
+    of ours is running: tensorflow_datasets' import swaps `builtins.__import__` for the whole
+    process for a while (etils' lazy_imports), and matplotlib, which `jaxnets.plots.preload`
+    imports in a background thread, then failed now and then ('Relative import statements not
+    supported'), leaving a half-imported matplotlib whose first plot was a traceback."""
+    plots = sys.modules.get("jaxnets.plots")   # (not imported for this: it imports nothing)
+    if plots is not None:
+        plots.wait_for_preload()
+    from jaxnets.data import tfds_builders
+
+    return tfds_builders
 
 
 def _probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """None if url answers, else why not; bounded in time even for DNS lookups."""
     outcome: list[str | None] = []
 
+    def ask(method: str) -> None:
+        with _OPENER.open(urllib.request.Request(url, method=method,
+                                                 headers={"User-Agent": "jaxnets"}),
+                          timeout=timeout):
+            pass   # the status line and headers are the answer; the body is not read
+
     def attempt() -> None:
-        try:
-            # HEAD: the headers say whether the file is there without sending its body.
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
-                                        timeout=timeout):
+        # HEAD: the headers say whether the file is there without sending its body. A host
+        # that answers HEAD with an error status, or hangs up on it, may still serve GET
+        # (some mirrors refuse HEAD with 403): then GET decides.
+        for method in ("HEAD", "GET"):
+            try:
+                ask(method)
                 outcome.append(None)
-        except urllib.error.HTTPError as e:
-            # 405/501: the host is up but refuses HEAD; let the GET decide.
-            outcome.append(None if e.code in (405, 501) else f"HTTP {e.code} {e.reason}")
-        except (OSError, ValueError) as e:
-            outcome.append(str(getattr(e, "reason", e)))
+                return
+            except (OSError, ValueError, http.client.HTTPException) as e:
+                if method == "GET" or not _answered(e):
+                    outcome.append(_why(e))
+                    return
 
     thread = threading.Thread(target=attempt, daemon=True)  # daemon: a hung lookup is abandoned
     thread.start()
-    thread.join(timeout + 0.5)
+    thread.join(2 * timeout + 0.5)   # HEAD, then maybe GET
     return outcome[0] if outcome else f"no answer within {timeout:g} s"
 
 
@@ -245,7 +313,6 @@ def _fetch(name: str, filename: str, url: str, size: int, sha: str, path: str, *
     Every socket read waits at most read_timeout seconds; past time.monotonic() == deadline the
     download stops. Bytes go to a unique temporary name renamed once verified.
     """
-    tmp = f"{path}.tmp.{uuid.uuid4().hex}"
     digest, got = hashlib.sha256(), 0
 
     def unavailable(why: str) -> DataUnavailable:
@@ -253,45 +320,44 @@ def _fetch(name: str, filename: str, url: str, size: int, sha: str, path: str, *
 
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "jaxnets"})
-        with urllib.request.urlopen(request, timeout=read_timeout) as response, \
-                open(tmp, "wb") as out:
-            while True:
-                if time.monotonic() > deadline:
-                    raise unavailable(f"not finished by the deadline, {got} of {size} bytes "
-                                      "received")
-                # read1: at most one socket read, so the deadline is checked between reads.
-                block = response.read1(1 << 20)
-                if not block:
-                    if response.length:  # the connection closed before Content-Length bytes
-                        raise DataError(
-                            f"{filename}: the download from {url} was cut short ({got} of "
-                            f"{got + response.length} announced bytes); retry")
-                    break
-                got += len(block)
-                if got > size:
-                    break  # longer than the registered file: the checksum check below says so
-                digest.update(block)
-                out.write(block)
-        if got != size or digest.hexdigest() != sha:
-            seen = f"got more than {size} bytes" if got > size else (
-                f"got {got} bytes, sha256 {digest.hexdigest()}")
-            raise DataError(
-                f"{filename} downloaded from {url} does not match its registered checksum "
-                f"(expected {size} bytes, sha256 {sha}; {seen}): the download is corrupt or "
-                "truncated, or the mirror serves other bytes; retry, or pass that file's "
-                f"checksums (checksums= or ${CHECKSUMS_ENV}) if you trust the mirror")
-        os.replace(tmp, path)
+        with atomic.replacing(path) as tmp:
+            with _OPENER.open(request, timeout=read_timeout) as response, \
+                    open(tmp, "wb") as out:
+                while True:
+                    if time.monotonic() > deadline:
+                        raise unavailable(f"not finished by the deadline, {got} of {size} "
+                                          "bytes received")
+                    # read1: at most one socket read, so the deadline is checked between reads.
+                    block = response.read1(1 << 20)
+                    if not block:
+                        if response.length:  # the connection closed before Content-Length bytes
+                            raise DataError(
+                                f"{filename}: the download from {url} was cut short ({got} of "
+                                f"{got + response.length} announced bytes); retry")
+                        break
+                    got += len(block)
+                    if got > size:
+                        break  # longer than the registered file: the checksum check says so
+                    digest.update(block)
+                    out.write(block)
+            if got != size or digest.hexdigest() != sha:
+                seen = f"got more than {size} bytes" if got > size else (
+                    f"got {got} bytes, sha256 {digest.hexdigest()}")
+                raise DataError(
+                    f"{filename} downloaded from {url} does not match its registered checksum "
+                    f"(expected {size} bytes, sha256 {sha}; {seen}): the download is corrupt or "
+                    "truncated, or the mirror serves other bytes; retry, or pass that file's "
+                    f"checksums (checksums= or ${CHECKSUMS_ENV}) if you trust the mirror")
+    except DataUnavailable:   # (ours, above: an OSError too, not to be wrapped again)
+        raise
     except urllib.error.HTTPError as e:
-        raise unavailable(f"HTTP {e.code} {e.reason}") from None
+        raise unavailable(_why(e)) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", e)  # urlopen wraps a connect time-out in a URLError
         if isinstance(reason, TimeoutError):
             reason = (f"no data for {read_timeout:g} s, {got} of {size} bytes received; the "
                       "host stalled")
-        raise unavailable(str(reason)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        raise unavailable(_one_line(reason)) from None
 
 
 def download_and_load(
@@ -358,9 +424,7 @@ def download_and_load(
     for f in missing:  # one file at a time, so that a failure names the file it concerns
         url, size, sha = files[f]
         _fetch(name, f, url, size, sha, paths[f], read_timeout=read_timeout, deadline=end)
-    from jaxnets.data import tfds_builders  # imports tensorflow_datasets (slow)
-
-    builder = tfds_builders.BUILDERS[name](
+    builder = _builders().BUILDERS[name](
         data_dir=tfds_dir, paths=paths, urls={f: url for f, (url, _, _) in files.items()},
         file_format="array_record")
     _prepare(builder)
@@ -368,8 +432,18 @@ def download_and_load(
 
 
 def _prepare(builder) -> None:
-    """Run tfds' preparation of the downloaded files (it removes its incomplete.* on failure)."""
+    """Run tfds' preparation of the downloaded files (it removes its incomplete.* on failure),
+    silently: tfds prints its progress bars (to stderr, terminal or not) and two lines (to
+    stdout, on purpose), and jaxnets prints nothing."""
     import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.utils import tqdm_utils
 
-    builder.download_and_prepare(file_format="array_record",
-                                 download_config=tfds.download.DownloadConfig())
+    # (the two lines come from these builder methods; on this instance only)
+    builder._log_download_bytes = builder._log_download_done = lambda: None
+    shown = getattr(tqdm_utils, "_active", True)   # tfds' switch, as the caller had it
+    tfds.display_progress_bar(False)
+    try:
+        builder.download_and_prepare(file_format="array_record",
+                                     download_config=tfds.download.DownloadConfig())
+    finally:
+        tfds.display_progress_bar(shown)
