@@ -349,11 +349,22 @@ def test_a_digest_mismatch_names_the_array_and_the_step(at_40, tmp_path, change)
         _train(Config(checkpoint_dir=str(tmp_path / "c"), resume=True), 60)
 
 
+def _checkpoints(config: Settings) -> checkpoint.Checkpoints:
+    """The checkpoints run_training makes for `config` (to restore from them directly)."""
+    from jaxnets.options import may_differ, settings
+
+    o = config.options
+    return checkpoint.Checkpoints(o.checkpoint_dir, every=o.checkpoint_every, keep=o.keep_checkpoints,
+                                  resume=o.resume, config=settings(config),
+                                  may_differ=may_differ(config), name="tests.checkpoint")
+
+
 def _logged_run(config, steps):
     """A run that logs a record per chunk (as the experiments log per-epoch results)."""
     state, step, sampler, keys = _start(config)
-    return train.run_training(state, step, _data(), sampler, steps, keys,
-                              checkpoints=_checkpoints(config), chunk_size=10, progress=False,
+    options = dataclasses.replace(config.options, progress=False)
+    return train.run_training(state, step, _data(), sampler, steps, keys, options,
+                              config=config, name="tests.checkpoint", chunk_size=10,
                               on_chunk=lambda s, h: h.log("chunks", {"step": int(s.step),
                                                                      "loss": 0.25 + int(s.step)}))
 
@@ -384,7 +395,7 @@ def test_a_digit_changed_in_the_meta_is_refused(tmp_path, sealed, where):
     before = _snapshot(tmp_path / "c")
     with pytest.raises(CheckpointError, match=r"40: damaged checkpoint: .*; delete that step "
                                               r"folder to resume from the previous") as info:
-        _logged_run(dataclasses.replace(config, resume=True), 60)
+        _logged_run(_replace(config, resume=True), 60)
     assert info.value.param == "checkpoint_dir" and "\n" not in str(info.value)
     assert ("'meta/metadata' does not match" if sealed else "its meta does not match") in str(
         info.value)

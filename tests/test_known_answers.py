@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxnets.options import TrainOptions
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets import train
@@ -152,8 +153,8 @@ def test_cifar10_running_loss_prints_equal_the_tutorial_loop(steps_per_epoch, ev
     rng = np.random.default_rng(steps_per_epoch * 10 + every)
     losses = rng.uniform(0.5, 2.5, steps_per_epoch * epochs).astype(np.float32)
 
-    def fake_run_training(state, train_step, data, sampler, num_steps, keys, *, on_chunk,
-                          **kwargs):
+    def fake_run_training(state, train_step, data, sampler, num_steps, keys, options=None, *,
+                          on_chunk, **kwargs):
         assert num_steps == len(losses)
         history = train.History()
         for start in range(0, num_steps, chunk):
@@ -163,7 +164,8 @@ def test_cifar10_running_loss_prints_equal_the_tutorial_loop(steps_per_epoch, ev
         return state, history
 
     monkeypatch.setattr(cifar10.train, "run_training", fake_run_training)
-    config = cifar10.Config(epochs=epochs, batch_size=1, print_every=every, progress=False)
+    config = cifar10.Config(epochs=epochs, batch_size=1, print_every=every,
+                            options=TrainOptions(out="unused", progress=False))
     sampler = types.SimpleNamespace(steps_per_epoch=steps_per_epoch)
     state = types.SimpleNamespace(apply_fn=lambda v, x: x)
     train_set = types.SimpleNamespace(images=None, labels=None)

@@ -155,8 +155,13 @@ def test_every_path_flag_is_known():
     import dataclasses
 
     for module in ALL:
-        for f in dataclasses.fields(importlib.import_module(f"experiments.{module}").Config):
-            if cli._field_type(f)[0] is str and f.name not in NOT_PATHS:
+        config = importlib.import_module(f"experiments.{module}").Config
+        fields = list(dataclasses.fields(config))
+        for f in list(fields):   # the run options' fields, as the flags are made
+            if f.name == "options":
+                fields += dataclasses.fields(cli.default_options(config))
+        for f in fields:
+            if f.name != "options" and cli._field_type(f)[0] is str and f.name not in NOT_PATHS:
                 assert f.name in cli._PATH_CHECKS, (module, f.name)
 
 
@@ -1183,7 +1188,7 @@ def test_a_run_that_fails_while_loading_leaves_no_empty_out(exists, tmp_path, ca
         out.mkdir(parents=True)
 
     def run(config):
-        assert os.path.isdir(config.out)
+        assert os.path.isdir(config.options.out)
         raise DataError("bad data")
 
     assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 2
@@ -1199,7 +1204,7 @@ def test_a_run_that_wrote_keeps_its_out(tmp_path):
     out = tmp_path / "run"
 
     def run(config):
-        cli.write_json(os.path.join(config.out, "metrics.json"), {})
+        cli.write_json(os.path.join(config.options.out, "metrics.json"), {})
 
     assert cli.main(mnist.Config, run, None, ["--out", str(out)]) == 0
     assert os.listdir(out) == ["metrics.json"]
