@@ -263,35 +263,19 @@ def _kind(mode: int) -> str:
 
 
 def check_readable_file(path: str, param: str) -> None:
-    """ConfigError unless `path` is a regular file this process can read. Anything else is
-    refused from its stat, without opening it: opening a FIFO waits for a writer (for ever),
-    and a device reads without end (/dev/zero) or has side effects."""
+    """ConfigError unless `path` is a regular file this process can read: the library's own
+    rule (`jaxnets.data.bounded.open_regular`: anything else is refused from its stat, without
+    opening it; a FIFO would wait for a writer for ever, a device reads without end or has side
+    effects), checked here before any data is loaded."""
     check_path(path, param)
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
-                          "readable file", param=param) from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a file",
-                          param=param)
-    try:
-        # O_NONBLOCK: swapped for a FIFO since the stat, the open still returns at once
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
-                          "readable file", param=param) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{_shown(path)}: not a regular file ({_kind(mode)}); pass a "
-                              "file", param=param)
-        os.read(fd, 1)
-    except OSError as e:
-        raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an existing, "
-                          "readable file", param=param) from None
-    finally:
-        os.close(fd)
+    from jaxnets.data import bounded
+
+    with bounded.open_regular(path, error=functools.partial(ConfigError, param=param)) as f:
+        try:
+            f.read(1)
+        except OSError as e:
+            raise ConfigError(f"{_shown(path)}: cannot read it ({e.strerror}); pass an "
+                              "existing, readable file", param=param) from None
 
 
 def check_readable_folder(path: str, param: str) -> None:

@@ -77,9 +77,9 @@ def test_checkpoint_dir_and_export_checked_before_run(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("module,path,says", [
-    ("resnet_step", "missing.safetensors", "cannot read it (No such file"),
-    ("cifar10", "missing.safetensors", "cannot read it (No such file"),
-    ("cifar10", ".", "not a regular file (a folder)")])
+    ("resnet_step", "missing.safetensors", "cannot read (No such file"),
+    ("cifar10", "missing.safetensors", "cannot read (No such file"),
+    ("cifar10", ".", "is a directory, not a regular file")])
 def test_weights_unreadable_fails_before_run(module, path, says, tmp_path, capsys):
     assert _main_without_run(module, ["--out", str(tmp_path / "o"), "--weights",
                                       str(tmp_path / path)]) == 2
@@ -275,8 +275,8 @@ def test_an_input_file_that_is_not_a_regular_file(module, field, kind, tmp_path,
     code = _within(20, _main_without_run, module, _argv(module, field, path, tmp_path))
     assert code == 2
     err = _one_line_naming(capsys, cli.flag(field))
-    assert "not a regular file (" + {"fifo": "a FIFO", "char_device": "a character device",
-                                     "folder": "a folder"}[kind] + "); pass a file" in err
+    assert "is " + {"fifo": "a FIFO (named pipe)", "char_device": "a device",
+                    "folder": "a directory"}[kind] + ", not a regular file" in err
 
 
 def test_export_over_an_existing_fifo_or_device_is_refused(tmp_path, capsys):

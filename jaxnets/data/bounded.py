@@ -63,25 +63,29 @@ def open_regular(path: str | os.PathLike, error: type[Exception] = DataError) ->
     The open does not block on a FIFO (O_NONBLOCK); the type is read from the opened descriptor.
     """
     path = os.fspath(path)
-    try:
+    try:  # refused from its stat first: opening a device can have side effects
+        _check_regular(path, os.stat(path).st_mode, error)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror}); check the path and its "
                     "permissions") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
-                    if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-                    or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                    else "not a regular file")
-            raise error(f"{path}: is {kind}, not a regular file; only files can be read (copy "
-                        "the data into a file first)")
+        _check_regular(path, os.fstat(fd).st_mode, error)  # (swapped since the stat?)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def _check_regular(path: str, mode: int, error: type[Exception]) -> None:
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise error(f"{path}: is {kind}, not a regular file; only files can be read (copy "
+                    "the data into a file first)")
 
 
 def size_of(f: BinaryIO) -> int:
