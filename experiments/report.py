@@ -17,6 +17,8 @@ figure a tutorial prints or claims: the experiment, the tutorial's figure, ours,
 `matches`, `differs` (with the reason), or `not run` (needs data, and how to get it).
 Experiments whose data is missing are reported as such, not dropped. Each experiment's own
 output goes to <out>/<name>/log.txt next to its metrics.json and plots, which the report links.
+With --seeds, the distributions also go to seed_study.json (docs/reproduction/seed_study.json is
+the committed one: the seed 000 lesson checks its runs against it, the README quotes it).
 """
 
 from __future__ import annotations
@@ -689,9 +691,12 @@ def run(config: Config) -> dict:
     path_md = os.path.join(config.options.out, "REPRODUCTION.md")
     with open(path_md, "w") as f:
         f.write(markdown(rows, runs, config, report.get("seed_study")))
-    cli.write_json(os.path.join(config.options.out, "reproduction.json"), report)
-    cli.Reporter(config.options.quiet).wrote(path_md,
-                                             os.path.join(config.options.out, "reproduction.json"))
+    written = [path_md, cli.write_json(os.path.join(config.options.out, "reproduction.json"),
+                                       report)]
+    if config.seeds:  # (on its own too: the seed 000 lesson checks its runs against it)
+        written.append(cli.write_json(os.path.join(config.options.out, "seed_study.json"),
+                                      report["seed_study"]))
+    cli.Reporter(config.options.quiet).wrote(*written)
     return report
 
 

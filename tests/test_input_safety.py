@@ -33,9 +33,9 @@ from conftest import make_idx_dir, write_idx
 from jaxnets import data as D
 from jaxnets import losses, optim, torch_io, train
 from jaxnets.data import bounded, cifar, idx
-from jaxnets.options import TrainOptions
 from jaxnets.errors import CheckpointError, ConfigError, DataError
 from jaxnets.models import LeNet, LinearClassifier, SeedMLP
+from jaxnets.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20

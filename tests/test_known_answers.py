@@ -14,10 +14,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnets.options import TrainOptions
 from jaxnets import data as D
 from jaxnets import metrics as M
 from jaxnets import train
+from jaxnets.options import TrainOptions
 
 # --- metrics: counts[true, predicted], per-class accuracy = recall ---------------------------
 

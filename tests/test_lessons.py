@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 LESSONS = sorted((DOCS / "lessons").glob("*.md"))
 sys.path.insert(0, str(DOCS / "_ext"))
-import jaxnets_lessons  # noqa: E402  (docs/_ext: the site's extension)
+import jaxnets_lessons
 
 # Pages with a training loop (issue 21, item 3) and the command each is tied to.
 TRAINING = {"01_mnist": "mnist", "06_cifar10": "cifar10", "07_two_layer": "two_layer",
@@ -43,7 +43,7 @@ def test_a_text_notebook_with_a_mirrors_box(path):
     text = path.read_text()
     assert text.startswith("---\njupytext:"), "a jupytext header first"
     assert "kernelspec:" in text.split("\n---\n", 1)[0] and "name: python3" in text
-    assert re.search(r"^:::\{admonition\} Mirrors$", text, re.M), "a Mirrors box under the title"
+    assert re.search(r"^:::\{admonition\} Mirrors$", text, re.MULTILINE), "a Mirrors box under the title"
     titles = [line for c in cells(path) if c.cell_type == "markdown"
               for line in c.source.splitlines() if line.startswith("# ")]
     assert len(titles) == 1, ("one title", titles)
@@ -72,34 +72,53 @@ def test_pytorch_and_jax_cells_come_in_pairs(path):
     assert pairs >= 1
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
-def test_no_cell_reads_the_other_frameworks_value(path, monkeypatch):
+def name_check(text: str) -> list[str]:
+    """The warnings the extension's name check gives for a page's text."""
     warnings = []
-    monkeypatch.setattr(jaxnets_lessons, "LOGGER", type("Log", (), {
-        "warning": staticmethod(lambda message, **kw: warnings.append(message))})())
-    jaxnets_lessons.check_sides(None, path.stem, [path.read_text()])
+    log = type("Log", (), {"warning": staticmethod(lambda m, **kw: warnings.append(m))})()
+    saved, jaxnets_lessons.LOGGER = jaxnets_lessons.LOGGER, log
+    try:
+        jaxnets_lessons.check_sides(None, "page", [text])
+    finally:
+        jaxnets_lessons.LOGGER = saved
+    return warnings
+
+
+def page_of(*cells: tuple[str, str]) -> str:
+    """A lesson page's text with these (tag, source) code cells."""
+    head = ("---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n"
+            "  display_name: Python 3\n  language: python\n  name: python3\n---\n\n")
+    return head + "".join(f"```{{code-cell}} ipython3\n:tags: [{tag}]\n{source}\n```\n\n"
+                          for tag, source in cells)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_no_cell_reads_the_other_frameworks_value(path):
+    warnings = name_check(path.read_text())
     assert not warnings, warnings
 
 
 def test_the_name_check_sees_a_clash():
     """A jax cell rebinding `res` that the next pytorch cell reads is reported; a module
     imported on one side and used on the other is not."""
-    page = ("---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n"
-            "  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
-            "```{code-cell} ipython3\n:tags: [pytorch]\nimport numpy as np\nres = [1]\n```\n\n"
-            "```{code-cell} ipython3\n:tags: [jax]\nres = np.array(res)\n```\n\n"
-            "```{code-cell} ipython3\n:tags: [pytorch]\nprint(res)\n```\n\n"
-            "```{code-cell} ipython3\n:tags: [jax]\ndef f(res):\n    return res\nprint(f(1))\n"
-            "```\n")
-    warnings = []
-    log = type("Log", (), {"warning": staticmethod(lambda m, **kw: warnings.append(m))})()
-    saved, jaxnets_lessons.LOGGER = jaxnets_lessons.LOGGER, log
-    try:
-        jaxnets_lessons.check_sides(None, "page", [page])
-    finally:
-        jaxnets_lessons.LOGGER = saved
+    warnings = name_check(page_of(("pytorch", "import numpy as np\nres = [1]"),
+                                  ("jax", "res = np.array(res)"),
+                                  ("pytorch", "print(res)"),
+                                  ("jax", "def f(res):\n    return res\nprint(f(1))")))
     assert len(warnings) == 2, warnings   # `res` in the jax cell (from pytorch), and back
     assert all("'res'" in w for w in warnings)
+
+
+def test_the_name_check_sees_a_function_reading_a_rebound_global():
+    """A Flax module defined in a jax cell reads `nn` when it runs; a pytorch cell rebinding
+    `nn` to torch.nn before the module is used is reported (at the use)."""
+    warnings = name_check(page_of(
+        ("pytorch", "import torch"),
+        ("jax", ("import flax.linen as nn\nclass Net(nn.Module):\n    @nn.compact\n"
+                 "    def __call__(self, x):\n        return nn.Dense(3)(x)")),
+        ("pytorch", "import torch.nn as nn"),
+        ("jax", "model = Net()")))
+    assert len(warnings) == 1 and "'Net'" in warnings[0] and "'nn'" in warnings[0], warnings
 
 
 @pytest.mark.parametrize("page,command", sorted(TRAINING.items()))
@@ -111,33 +130,11 @@ def test_a_training_page_has_the_loop_its_scan_and_the_command(page, command):
     jax_code = [c.source for c in cells(path) if c.cell_type == "code" and "jax" in tags(c)]
     assert any("@jax.jit" in s for s in code), "a jitted step"
     # (indented too: the seed's loop may live in a function, as seed 003's training_loop does)
-    assert any(re.search(r"^[ \t]*for \w+.* in .*:$", s, re.M) for s in jax_code), \
+    assert any(re.search(r"^[ \t]*for \w+.* in .*:$", s, re.MULTILINE) for s in jax_code), \
         "the seed's loop as a visible Python for loop in a jax cell"
     assert any("jax.lax.scan(" in s for s in code), "the loop as one lax.scan"
     assert any(re.search(rf"\b{command}\.run\(", s) for s in code), \
         f"the tie to experiments.{command}.run"
-
-
-def test_the_name_check_sees_a_function_reading_a_rebound_global():
-    """A Flax module defined in a jax cell reads `nn` when it runs; a pytorch cell rebinding
-    `nn` to torch.nn before the module is used is reported (at the use)."""
-    head = ("---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n"
-            "  display_name: Python 3\n  language: python\n  name: python3\n---\n\n")
-    cell = "```{{code-cell}} ipython3\n:tags: [{}]\n{}\n```\n\n"
-    page = head + "".join(cell.format(*c) for c in [
-        ("pytorch", "import torch"),
-        ("jax", "import flax.linen as nn\nclass Net(nn.Module):\n    @nn.compact\n"
-                "    def __call__(self, x):\n        return nn.Dense(3)(x)"),
-        ("pytorch", "import torch.nn as nn"),
-        ("jax", "model = Net()")])
-    warnings = []
-    log = type("Log", (), {"warning": staticmethod(lambda m, **kw: warnings.append(m))})()
-    saved, jaxnets_lessons.LOGGER = jaxnets_lessons.LOGGER, log
-    try:
-        jaxnets_lessons.check_sides(None, "page", [page])
-    finally:
-        jaxnets_lessons.LOGGER = saved
-    assert len(warnings) == 1 and "'Net'" in warnings[0] and "'nn'" in warnings[0], warnings
 
 
 def test_the_seeds_map_links_every_lesson_to_sections_that_exist():
@@ -146,7 +143,7 @@ def test_the_seeds_map_links_every_lesson_to_sections_that_exist():
     from experiments import tour
 
     text = (DOCS / "seeds.md").read_text()
-    assert [f"## Seed 00{n}" for n in range(5)] == re.findall(r"^## Seed 00\d", text, re.M)
+    assert [f"## Seed 00{n}" for n in range(5)] == re.findall(r"^## Seed 00\d", text, re.MULTILINE)
     links = re.findall(r"\]\((lessons/[^)#]+\.md)(?:#([^)]+))?\)", text)
     assert len(links) >= 100
     for path, anchor in links:
@@ -156,5 +153,5 @@ def test_the_seeds_map_links_every_lesson_to_sections_that_exist():
             anchors = [a for _, a in tour.headings(page.read_text())]
             assert anchor in anchors, f"{path}#{anchor}: no such heading; it has {anchors}"
     assert {p.name for p in LESSONS} == {Path(p).name for p, _ in links}
-    for line in re.findall(r"^\| (?!step|---).*", text, re.M):
+    for line in re.findall(r"^\| (?!step|---).*", text, re.MULTILINE):
         assert "](lessons/" in line, f"a step without a place: {line}"

@@ -80,3 +80,17 @@ def test_ci_runs_the_quick_start():
     ci = (ROOT / ".ci" / "run").read_text()
     for command in commands:
         assert command in ci.splitlines(), command
+
+
+def test_the_seed_study_quoted_is_the_committed_one():
+    """The README's distributions over seeds are docs/reproduction/seed_study.json's (written
+    by `report --seeds 10`; the seed 000 lesson checks its runs against the same file)."""
+    import json
+
+    study = json.loads((ROOT / "docs" / "reproduction" / "seed_study.json").read_text())
+    assert study["dataset"] == "fashion_mnist" and study["seeds"] >= 10
+    for key in ("mnist/sgd", "mnist/adam"):
+        for side in ("jaxnets", "pytorch"):
+            f = study["figures"][key][side]
+            quoted = f"{f['mean']:.2f} ± {f['sd']:.2f}% ({f['min']:.2f}-{f['max']:.2f})"
+            assert quoted in README, (key, side, quoted)

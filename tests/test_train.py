@@ -220,7 +220,7 @@ def test_images_not_preprocessed_for_the_parameters_are_one_line():
     ScopeParamShapeError. A model that declares its input size says so itself (SeedMLP's
     ConfigError); for one that does not (a plain Dense), the train step says which parameter
     the images do not fit (DataError)."""
-    import flax.linen as linen
+    from flax import linen
 
     from jaxnets.errors import ConfigError
 
