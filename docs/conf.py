@@ -34,7 +34,7 @@ if os.environ.get("JAXNETS_DOCS_ONLY"):
     exclude_patterns += ["seeds.md"] + [
         f"lessons/{f}" for f in os.listdir(os.path.join(DOCS, "lessons"))
         if f.endswith(".md") and f.removesuffix(".md") not in _only]
-    suppress_warnings = ["myst.xref_missing", "toc.excluded"]  # (links to the pages left out)
+    suppress_warnings = ["myst.xref_missing", "toc.excluded", "toc.not_readable"]  # (left out)
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3          # [text](page.md#heading) links resolve, or -W fails the build
 
