@@ -292,7 +292,7 @@ def test_save_model_safetensors_load_into_torch_and_whole_model_pickles_are_refu
     from safetensors.torch import load_file
 
     v = values("save_model", out=str(tmp_path))
-    assert v["path"] == str(tmp_path / "model.safetensors") and v["same_outputs"] is True
+    assert v["path"] == str(tmp_path / "model.safetensors") and v["outputs_equal"] is True
     assert values("pickle", out=str(tmp_path))["pickle_names_print"] is True
     with open(tmp_path / "model.json") as f:
         assert json.load(f) == v["config"] == {"in_features": 1000, "hidden": 100, "out": 10}

@@ -3,10 +3,10 @@
     tx = optim.by_name("sgd", 1e-3, momentum=0.9)      # torch.optim.SGD(params, 1e-3, momentum=0.9)
     tx = optim.adam(1e-3)                              # torch.optim.Adam(params, 1e-3)
 
-`OPTIMIZERS` is the one list of optimizers by name: an experiment's `--optimizer` offers
+`OPTIMIZERS` is the one list of optimizers by name: an experiment's optimizer setting offers
 `CHOICES`, builds the chosen one with `from_settings` and names it with `label`, so a new
 optimizer is a rule in `jaxnets.optim.rules` plus one entry here. The registry imports without
-jax (an experiment's --help lists the choices at once); the rules (`optim.sgd`, `optim.adam`,
+jax (an experiment's help lists the choices at once); the rules (`optim.sgd`, `optim.adam`,
 `optim.seed_sgd`, `optim.newton`, `optim.scale_by_torch_adam`, ...) load on first use.
 
 Which PyTorch optimizer each name equals:
