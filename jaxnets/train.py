@@ -47,6 +47,7 @@ from jax.sharding import Mesh
 
 from jaxnets import aot, checkpoint, losses, parallel
 from jaxnets.data.batching import gather, to_device
+from jaxnets.data.bounded import memory_bytes  # (the one reading of the machine's memory)
 from jaxnets.errors import ConfigError, DataError, JaxnetsWarning
 from jaxnets.options import TrainOptions, may_differ, settings
 
@@ -301,14 +302,6 @@ def fingerprint(data: Mapping[str, Any]) -> str:
 
 # XLA's dimension sizes and our gathered batch indices are 32-bit: no batch can be larger.
 MAX_BATCH = 2**31 - 1
-
-
-def memory_bytes() -> int | None:
-    """This machine's physical memory (os.sysconf), None where it cannot be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_batch_fits(data: Mapping[str, Any], batch_size: int, chunk_steps: int,

@@ -13,7 +13,6 @@ Each case says what counts as right for it (`expect`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import http.server
@@ -25,12 +24,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
+from loopback import running  # (tests/ is on the path from here on)
+
 FASHION = "/usr/share/datasets/fashion-mnist"
 TIMEOUT = 120
 
@@ -496,17 +496,9 @@ class _Mirror(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@contextlib.contextmanager
 def _mirror(directory):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Mirror, directory=directory))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The misbehaving mirror on loopback (`loopback.running`); yields its base URL."""
+    return running(functools.partial(_Mirror, directory=directory))
 
 
 @functools.lru_cache

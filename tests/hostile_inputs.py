@@ -210,7 +210,7 @@ def fit_with(labels):
               "label": np.asarray(labels)}
     model = SeedMLP(hidden=8)
     params = model.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
-    state = train.TrainState.create(model.apply, params, optim.sgd(1e-3))
+    state = train.TrainState.create(apply_fn=model.apply, params=params, tx=optim.sgd(1e-3))
     step = train.make_train_step(train.classification_loss(model.apply, lambda x: x / 255.0))
     _, h = train.fit(state, train.make_run_steps(step), D.to_device(arrays),
                      D.EpochSampler(n, 4), 8, jax.random.key(0), progress=False)

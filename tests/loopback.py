@@ -61,6 +61,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
+def running(handler):
+    """An HTTP server on 127.0.0.1 answering with `handler` (a request handler class, or a
+    partial of one); yields its base URL, and stops it on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.handle_error = lambda *args: None  # a client closing early is not a test failure
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
 def serve(directory: str, cut: tuple[str, ...] = (), stall: tuple[str, ...] = (),
           stall_headers: tuple[str, ...] = (), trickle: tuple[str, ...] = ()):
     """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
@@ -69,15 +85,8 @@ def serve(directory: str, cut: tuple[str, ...] = (), stall: tuple[str, ...] = ()
         "cut": frozenset(cut), "stall": frozenset(stall),
         "stall_headers": frozenset(stall_headers), "trickle": frozenset(trickle),
         "stopped": stopped})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=directory))
-    server.handle_error = lambda *args: None  # a client closing early is not a test failure
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        stopped.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with running(functools.partial(handler, directory=directory)) as url:
+        try:
+            yield url
+        finally:
+            stopped.set()  # (before the shutdown: a stalling handler lets go)

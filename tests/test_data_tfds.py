@@ -8,7 +8,6 @@ $JAXNETS_DATA_CHECKSUMS (a tsv path, read at call time, via monkeypatch); the ot
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import hashlib
@@ -25,7 +24,7 @@ import time
 import numpy as np
 import pytest
 from conftest import FASHION_DIR, make_idx_dir
-from loopback import serve
+from loopback import running, serve
 
 from jaxnets import atomic, data
 from jaxnets.data import cifar, idx, tfds_source
@@ -532,17 +531,9 @@ class _Mirror(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@contextlib.contextmanager
 def _mirror(directory):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_Mirror, directory=directory))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The misbehaving mirror on loopback (`loopback.running`); yields its base URL."""
+    return running(functools.partial(_Mirror, directory=directory))
 
 
 @pytest.mark.parametrize("mode,says", [

@@ -23,10 +23,10 @@ import functools
 import http.server
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
+from loopback import running
 
 CHROMIUM = "/usr/bin/chromium"   # Debian's (`apt-get install chromium`); no downloaded browsers
 # Flags for a machine without a display or a network: no sandbox (root in CI), no GPU, and none
@@ -50,12 +50,8 @@ def site(request) -> Path:
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with running(functools.partial(_QuietHandler, directory=str(site))) as url:
+        yield url
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
